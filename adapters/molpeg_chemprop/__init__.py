@@ -1,0 +1,1 @@
+"""molpeg adapter for Chemprop: the hook implementations and training-loop integration."""

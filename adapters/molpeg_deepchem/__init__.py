@@ -1,0 +1,1 @@
+"""molpeg adapter for Deepchem: the hook implementations and training-loop integration."""

@@ -1,0 +1,117 @@
+"""Training backends: how ``molpeg prune`` trains a model of one framework with pruning."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+from molpeg_plugins.config import PruneConfig
+
+TaskType = Literal["classification", "regression"]
+
+
+@dataclass
+class FitJob:
+    """Everything a backend needs to fine-tune one model with pruning.
+
+    Attributes:
+        smiles: valid SMILES, one per molecule (invalid rows were removed before).
+        targets: ``(n_molecules, n_tasks)`` float array; ``nan`` marks a missing label.
+        target_names: names of the task columns.
+        task: ``"classification"`` (binary labels 0/1 per task) or ``"regression"``.
+        train_idx, val_idx, test_idx: positions into ``smiles`` of each split. The pruner's
+            dataset index ``i`` is the molecule ``train_idx[i]``.
+        config: pruning options.
+        epochs: number of training epochs.
+        batch_size: training batch size.
+        learning_rate: peak learning rate (``None`` = the framework's default).
+        device: ``"cpu"`` or ``"cuda"`` (already resolved from ``auto``).
+        pretrained: checkpoint to fine-tune from (already vetted by the safe loader).
+        work_dir: folder for the trained model and resume state.
+        resume: continue from the resume state in ``work_dir`` if there is one.
+        seed: global seed (model init, dropout, pruner).
+        plugin_manager: where observers (progress bars, loggers) are registered.
+        quiet: suppress the framework's own console output.
+    """
+
+    smiles: list[str]
+    targets: np.ndarray
+    target_names: list[str]
+    task: TaskType
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    test_idx: np.ndarray
+    config: PruneConfig
+    work_dir: Path
+    epochs: int = 10
+    batch_size: int = 64
+    learning_rate: float | None = None
+    device: str = "cpu"
+    pretrained: Path | None = None
+    resume: bool = False
+    seed: int = 0
+    plugin_manager: Any = None
+    quiet: bool = True
+
+
+@dataclass
+class FitResult:
+    """What a backend reports back after training.
+
+    Attributes:
+        metric_name: the model-selection metric (``"roc_auc"`` or ``"rmse"``).
+        best_epoch: epoch of the best validation metric (the reported model).
+        val_metrics, test_metrics: metrics of that model on validation and test molecules.
+        history: one dict per epoch: ``epoch``, ``num_kept``, ``train_loss``, the
+            validation metric and score statistics.
+        pruner_state: :meth:`Pruner.state_dict` at the end of training.
+        final_kept: sorted pruner dataset indices (into ``train_idx``) of the final keep set.
+        model_path: the trained model file.
+        versions: framework name → version.
+    """
+
+    metric_name: str
+    best_epoch: int
+    val_metrics: dict[str, float]
+    test_metrics: dict[str, float]
+    history: list[dict[str, float]]
+    pruner_state: dict[str, Any]
+    final_kept: np.ndarray
+    model_path: Path | None
+    versions: dict[str, str] = field(default_factory=dict)
+
+
+class Backend(ABC):
+    """A framework that ``molpeg prune`` can train with.
+
+    Subclasses set ``name``, ``description`` and ``requires`` (the distributions that must
+    be importable) and implement :meth:`fit`. They are made known through the
+    ``molpeg_register_backends`` hook and must import their framework lazily, inside
+    :meth:`fit`, so that listing backends never fails.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    requires: ClassVar[tuple[str, ...]] = ()
+
+    def availability(self) -> tuple[bool, str]:
+        """``(True, "chemprop 2.3.1, …")`` if every requirement imports, else ``(False, why)``."""
+        found = []
+        for module in self.requires:
+            if importlib.util.find_spec(module) is None:
+                return False, f"{module} is not installed (pip install 'molpeg[{self.name}]')"
+            try:
+                found.append(f"{module} {importlib.metadata.version(module)}")
+            except importlib.metadata.PackageNotFoundError:
+                found.append(module)
+        return True, ", ".join(found)
+
+    @abstractmethod
+    def fit(self, job: FitJob) -> FitResult:
+        """Fine-tune a model on ``job`` with pruning and report the result."""

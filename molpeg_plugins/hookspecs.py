@@ -1,0 +1,146 @@
+"""The molpeg plugin contract: pluggy hook specifications.
+
+Every hook is prefixed ``molpeg_``. A plugin is any module or object carrying functions
+decorated with :data:`hookimpl`; it is registered through :func:`molpeg_plugins.plugins.
+get_plugin_manager` either as a built-in or through an installed entry point of group
+``molpeg``.
+
+Framework hooks (per-sample loss, reference creation and update) are *first-result* hooks:
+an implementation that does not recognise the model it is given returns ``None`` and pluggy
+moves on to the next one. This is how the Chemprop and DeepChem adapters coexist with the
+generic PyTorch fallback, in the same way pytest dispatches collection hooks.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    import torch
+
+    from molpeg_plugins.backend import Backend
+    from molpeg_plugins.pruner import EpochSelection, Pruner
+    from molpeg_plugins.strategies.base import Strategy
+
+PROJECT_NAME = "molpeg"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+"""Marker for hook specifications (used only in this module)."""
+
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+"""Marker for hook implementations: decorate plugin functions with ``@hookimpl``."""
+
+
+# --------------------------------------------------------------------------- registration
+
+
+@hookspec
+def molpeg_register_strategies() -> list[type[Strategy]]:
+    """Return the pruning strategies this plugin provides.
+
+    Called once, when the plugin manager builds its strategy registry (the first time a
+    strategy is looked up by name or ``molpeg strategies`` runs).
+
+    Returns:
+        A list of :class:`~molpeg_plugins.strategies.base.Strategy` subclasses. Each class
+        must define a unique ``name`` (the string users pass as ``--strategy``) and a
+        one-line ``description``. Two plugins registering the same name is an error.
+    """
+
+
+@hookspec
+def molpeg_register_backends() -> list[Backend]:
+    """Return the training backends this plugin provides.
+
+    Called once, when the plugin manager builds its backend registry (``molpeg prune
+    --backend NAME`` and ``molpeg backends``). Implementations must not import their
+    framework at this point, so that listing backends works when a framework is missing.
+
+    Returns:
+        A list of :class:`~molpeg_plugins.backend.Backend` instances with unique names.
+    """
+
+
+# --------------------------------------------------------------------------- model hooks
+
+
+@hookspec(firstresult=True)
+def molpeg_per_sample_loss(model: Any, batch: Any, output: Any) -> torch.Tensor | None:
+    """Compute the per-sample training loss of ``model`` on ``batch``.
+
+    Called by adapters when they need one loss value per molecule: for the reference
+    model's forward pass (``output`` is ``None``: the implementation runs the forward
+    itself, under ``torch.no_grad()`` and in eval mode), and for frameworks whose training
+    step does not expose per-sample losses (``output`` is the model's training output for
+    the batch, so the online model is never run twice).
+
+    Returns:
+        A 1-D float tensor with one loss per sample of the batch, in batch order, each the
+        mean over that sample's *labelled* tasks (missing labels contribute nothing; a
+        sample without any label gets ``nan``). ``None`` if this implementation does not
+        handle this kind of model, so that the next implementation is tried.
+    """
+
+
+@hookspec(firstresult=True)
+def molpeg_create_reference(model: Any) -> torch.nn.Module | None:
+    """Create the reference (EMA) copy of ``model``.
+
+    Called once, before the first training step, with the online model in its
+    pretrained state. The copy must not require gradients and must live on the same device.
+
+    Returns:
+        The reference module, or ``None`` to let the next implementation handle it. The
+        built-in implementation deep-copies any ``torch.nn.Module``.
+    """
+
+
+@hookspec(firstresult=True)
+def molpeg_update_reference(
+    reference: torch.nn.Module, online: torch.nn.Module, momentum: float, parameter_names: Any
+) -> bool | None:
+    """Move the reference towards the online model: ``ξ ← β·ξ + (1−β)·θ``.
+
+    Called after every optimizer step of the online model. ``momentum`` is β;
+    ``parameter_names`` is ``None`` (all parameters) or a predicate ``str -> bool``
+    choosing which named parameters get the moving average; the other parameters and all
+    buffers are copied from the online model.
+
+    Returns:
+        ``True`` once handled, ``None`` to defer to the next implementation.
+    """
+
+
+# --------------------------------------------------------------------------- observer hooks
+
+
+@hookspec
+def molpeg_epoch_start(pruner: Pruner, epoch: int, num_kept: int) -> None:
+    """Observe the start of a training epoch.
+
+    Called by :meth:`Pruner.start_epoch` with the number of samples the epoch will visit.
+    Return value is ignored.
+    """
+
+
+@hookspec
+def molpeg_selection_made(pruner: Pruner, selection: EpochSelection) -> None:
+    """Observe the keep set chosen for the next epoch.
+
+    Called by :meth:`Pruner.end_epoch` right after the strategy has selected the samples
+    of epoch ``selection.epoch``. Loggers and reports read ``selection.indices``,
+    ``selection.weights`` and ``selection.stats`` here. Return value is ignored.
+    """
+
+
+@hookspec
+def molpeg_epoch_end(pruner: Pruner, epoch: int, stats: dict[str, float]) -> None:
+    """Observe the end of a training epoch.
+
+    Called by :meth:`Pruner.end_epoch` after the epoch's scores were folded into the score
+    table (and gathered across ranks), before selection. ``stats`` holds the epoch's score
+    statistics (``score_mean``, ``score_std``, ``score_min``, ``score_max``,
+    ``num_scored``). Return value is ignored.
+    """

@@ -1,0 +1,86 @@
+"""The plugin manager: built-in plugins plus every installed ``molpeg`` entry point."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any
+
+import pluggy
+
+from molpeg_plugins import hookspecs
+from molpeg_plugins.backend import Backend
+from molpeg_plugins.errors import ConfigError, UnknownNameError
+from molpeg_plugins.strategies.base import Strategy
+
+log = logging.getLogger(__name__)
+
+BUILTIN_PLUGINS = (
+    "molpeg_plugins.torch_hooks",
+    "molpeg_plugins.strategies.dynamic",
+    "molpeg_plugins.strategies.static",
+)
+
+
+class MolPegPluginManager(pluggy.PluginManager):
+    """A :class:`pluggy.PluginManager` with registries of strategies and backends."""
+
+    def __init__(self) -> None:
+        super().__init__(hookspecs.PROJECT_NAME)
+        self.add_hookspecs(hookspecs)
+
+    def strategies(self) -> dict[str, type[Strategy]]:
+        """Registered strategies by name (built-ins and plugins)."""
+        registry: dict[str, type[Strategy]] = {}
+        for group in self.hook.molpeg_register_strategies():
+            for cls in group:
+                if cls.name in registry and registry[cls.name] is not cls:
+                    raise ConfigError(f"two plugins register a strategy named {cls.name!r}")
+                registry[cls.name] = cls
+        return dict(sorted(registry.items()))
+
+    def backends(self) -> dict[str, Backend]:
+        """Registered backends by name."""
+        registry: dict[str, Backend] = {}
+        for group in self.hook.molpeg_register_backends():
+            for backend in group:
+                if backend.name in registry:
+                    raise ConfigError(f"two plugins register a backend named {backend.name!r}")
+                registry[backend.name] = backend
+        return dict(sorted(registry.items()))
+
+    def strategy_class(self, name: str) -> type[Strategy]:
+        """The strategy class registered as ``name`` (:class:`UnknownNameError` if none)."""
+        registry = self.strategies()
+        if name not in registry:
+            raise UnknownNameError("strategy", name, registry)
+        return registry[name]
+
+    def create_strategy(self, name: str, **options: Any) -> Strategy:
+        """Instantiate the strategy registered as ``name`` with ``options``."""
+        return self.strategy_class(name)(**options)
+
+    def backend(self, name: str) -> Backend:
+        """The backend registered as ``name`` (:class:`UnknownNameError` if none)."""
+        registry = self.backends()
+        if name not in registry:
+            raise UnknownNameError("backend", name, registry)
+        return registry[name]
+
+
+def make_plugin_manager(*, entry_points: bool = True) -> MolPegPluginManager:
+    """A new plugin manager with the built-ins and (by default) installed entry points."""
+    import importlib
+
+    pm = MolPegPluginManager()
+    for module in BUILTIN_PLUGINS:
+        pm.register(importlib.import_module(module), name=module)
+    if entry_points:
+        pm.load_setuptools_entrypoints(hookspecs.PROJECT_NAME)
+    return pm
+
+
+@functools.cache
+def get_plugin_manager() -> MolPegPluginManager:
+    """The process-wide plugin manager (created on first use)."""
+    return make_plugin_manager()

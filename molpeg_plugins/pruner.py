@@ -1,0 +1,303 @@
+"""The pruning engine: per-epoch selection driven by a strategy and a score table."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from molpeg_plugins.config import PruneConfig, num_kept
+from molpeg_plugins.errors import ConfigError
+from molpeg_plugins.sampler import PruningSampler
+from molpeg_plugins.scorebook import ScoreBook
+from molpeg_plugins.strategies.base import Selection, Strategy
+
+
+@dataclass
+class EpochSelection:
+    """The samples of one epoch, as the pruner hands them to the sampler.
+
+    Attributes:
+        epoch: the epoch this selection is for (0-based).
+        indices: dataset indices in visiting order (shuffled if the run shuffles).
+        weights: loss weight per dataset index (length ``num_samples``; 1 where not rescaled).
+        pruned: ``False`` for warm-up, annealing and unpruned runs (all samples visited).
+        stats: score statistics of the samples kept (``num_kept``, ``score_*``).
+    """
+
+    epoch: int
+    indices: torch.Tensor
+    weights: torch.Tensor
+    pruned: bool
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+class Pruner:
+    """Dynamic data pruning for any training loop that can report per-sample losses.
+
+    The pruner owns the score table, the strategy and a :class:`PruningSampler`. A training
+    loop draws batches of dataset indices from :attr:`sampler`, hands each batch's
+    per-sample losses to :meth:`loss` (or :meth:`record`), and calls :meth:`end_epoch`
+    once per epoch; the sampler then yields the next epoch's kept samples.
+
+    Epoch schedule (``E`` = ``total_epochs``): epochs ``0 … warmup_epochs−1`` and the last
+    ``anneal_epochs`` visit every sample; the others visit the ``num_kept(N, r)`` samples the
+    strategy keeps (see :func:`molpeg_plugins.config.num_kept` for the rounding rule).
+    A static strategy chooses its subset once, at the first pruned epoch.
+
+    Args:
+        num_samples: size of the training set (dataset indices are ``0 … N−1``).
+        config: run options; keyword overrides (``prune_ratio=0.6`` …) are applied on top.
+        total_epochs: number of epochs of the run, needed for annealing.
+        device: where the score table lives (put it with the losses, e.g. the GPU).
+        plugin_manager: where strategies are looked up and events are sent (default: the
+            global one).
+        strategy: a strategy name, or an already constructed :class:`Strategy`, overriding
+            ``config.strategy``.
+        num_replicas, rank: sharding of the sampler (default: from ``torch.distributed``).
+    """
+
+    def __init__(
+        self,
+        num_samples: int,
+        config: PruneConfig | None = None,
+        *,
+        total_epochs: int | None = None,
+        device: torch.device | str | None = None,
+        plugin_manager: Any = None,
+        strategy: Strategy | str | None = None,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+        **overrides: Any,
+    ) -> None:
+        from molpeg_plugins.plugins import get_plugin_manager
+
+        base = config.to_dict() if config is not None else {}
+        if isinstance(strategy, str):
+            overrides["strategy"] = strategy
+        elif strategy is not None:
+            overrides["strategy"] = strategy.name
+        self.config = PruneConfig(**{**base, **overrides})
+        self.pm = plugin_manager or get_plugin_manager()
+        self.strategy: Strategy = (
+            strategy
+            if isinstance(strategy, Strategy)
+            else self.pm.create_strategy(self.config.strategy, **self.config.strategy_options)
+        )
+        if "prune_ratio" in getattr(self.strategy, "settings", {}):
+            if self.strategy.settings["prune_ratio"] is None:
+                self.strategy.settings["prune_ratio"] = self.config.prune_ratio
+        self.num_samples = int(num_samples)
+        if total_epochs is not None and total_epochs < 1:
+            raise ConfigError(f"total_epochs={total_epochs} must be >= 1")
+        self.total_epochs = total_epochs
+        self.anneal_epochs = self._resolve_anneal(total_epochs)
+        self.book = ScoreBook(self.num_samples, device)
+        self.sampler = PruningSampler(
+            num_samples=self.num_samples, num_replicas=num_replicas, rank=rank
+        )
+        self.epoch = 0
+        self.history: list[dict[str, float]] = []
+        self._static_selection: Selection | None = None
+        self.current = self._select(0)
+
+    # ------------------------------------------------------------------ schedule
+
+    def _resolve_anneal(self, total_epochs: int | None) -> int:
+        if self.config.anneal_epochs is not None:
+            return self.config.anneal_epochs
+        if total_epochs is None:
+            return 0
+        return math.ceil(self.strategy.default_anneal_fraction * total_epochs)
+
+    @property
+    def num_kept(self) -> int:
+        """Number of samples in a pruned epoch."""
+        return num_kept(self.num_samples, self.config.prune_ratio)
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the score table."""
+        return self.book.device
+
+    def is_pruned_epoch(self, epoch: int) -> bool:
+        """Whether ``epoch`` trains on a pruned subset (not warm-up, annealing, or r=0)."""
+        if self.config.prune_ratio == 0.0 or self.num_kept >= self.num_samples:
+            return False
+        if epoch < self.config.warmup_epochs:
+            return False
+        return not (
+            self.total_epochs is not None and epoch >= self.total_epochs - self.anneal_epochs
+        )
+
+    def _generator(self, epoch: int) -> torch.Generator:
+        return torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
+
+    def _select(self, epoch: int) -> EpochSelection:
+        gen = self._generator(epoch)
+        weights = torch.ones(self.num_samples, device=self.device)
+        if not self.is_pruned_epoch(epoch):
+            indices = torch.arange(self.num_samples, device=self.device)
+            pruned = False
+        else:
+            if self.strategy.dynamic or self._static_selection is None:
+                choice = self.strategy.select(self.book, self.num_kept, epoch=epoch, generator=gen)
+                if not self.strategy.dynamic:
+                    self._static_selection = choice
+            else:
+                choice = self._static_selection
+            indices = choice.indices.to(self.device).long()
+            if indices.numel() != indices.unique().numel():
+                raise RuntimeError(f"strategy {self.strategy.name!r} selected an index twice")
+            if choice.weights is not None:
+                weights[indices] = choice.weights.to(self.device).float()
+            elif self.config.rescale:
+                weights[indices] = self.num_samples / max(1, indices.numel())
+            pruned = True
+        if self.config.shuffle:
+            perm = torch.randperm(indices.numel(), generator=gen).to(self.device)
+            indices = indices[perm]
+        self.book.mark_kept(indices)
+        stats = {"num_kept": float(indices.numel()), **self.book.stats(indices)}
+        selection = EpochSelection(epoch, indices, weights, pruned, stats)
+        self.sampler.set_order(indices)
+        return selection
+
+    # ------------------------------------------------------------------ training loop API
+
+    def start_epoch(self) -> EpochSelection:
+        """Announce the current epoch to observers and return its selection."""
+        self.pm.hook.molpeg_epoch_start(
+            pruner=self, epoch=self.epoch, num_kept=int(self.current.indices.numel())
+        )
+        return self.current
+
+    def weights(self, indices: torch.Tensor) -> torch.Tensor:
+        """Loss weight of each of ``indices`` in the current epoch."""
+        return self.current.weights[torch.as_tensor(indices, device=self.device).long()]
+
+    def record(
+        self,
+        indices: torch.Tensor,
+        online_loss: torch.Tensor,
+        reference_loss: torch.Tensor | None = None,
+    ) -> None:
+        """Record one batch's per-sample losses against their dataset ``indices``.
+
+        Losses are detached and stay on their device; nothing is synchronised with the host.
+        """
+        if self.strategy.needs_reference and reference_loss is None:
+            raise ValueError(
+                f"strategy {self.strategy.name!r} needs reference losses: pass reference_loss"
+            )
+        self.book.record(indices, online_loss, reference_loss)
+
+    def loss(
+        self,
+        indices: torch.Tensor,
+        online_loss: torch.Tensor,
+        reference_loss: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Record the batch and return the scalar loss to backpropagate.
+
+        The result is the weighted mean of the per-sample ``online_loss`` over samples with
+        a finite loss (the weights are 1 unless the strategy or ``rescale`` set them).
+        """
+        self.record(indices, online_loss, reference_loss)
+        w = self.weights(indices).to(online_loss.device, online_loss.dtype)
+        finite = torch.isfinite(online_loss)
+        safe = torch.where(finite, online_loss, torch.zeros_like(online_loss))
+        return (safe * w).sum() / finite.sum().clamp(min=1)
+
+    def end_epoch(self) -> EpochSelection:
+        """Fold the epoch's scores in, choose the next epoch's samples and advance.
+
+        Call once at the end of every epoch (on every rank). Returns the new selection,
+        which the sampler already yields.
+        """
+        self.book.commit(self.epoch, self.strategy.score)
+        stats = self.book.stats()
+        self.history.append({"epoch": float(self.epoch), **self.current.stats, **stats})
+        self.pm.hook.molpeg_epoch_end(pruner=self, epoch=self.epoch, stats=stats)
+        self.epoch += 1
+        self.current = self._select(self.epoch)
+        self.pm.hook.molpeg_selection_made(pruner=self, selection=self.current)
+        return self.current
+
+    def final_selection(self) -> torch.Tensor:
+        """The keep set the strategy would choose from the final scores (sorted indices).
+
+        This is what ``pruned.csv`` contains: the pruned dataset, independent of annealing.
+        """
+        if self.config.prune_ratio == 0.0:
+            return torch.arange(self.num_samples, device=self.device)
+        if not self.strategy.dynamic and self._static_selection is not None:
+            return self._static_selection.indices.sort().values
+        choice = self.strategy.select(
+            self.book, self.num_kept, epoch=self.epoch, generator=self._generator(self.epoch)
+        )
+        return choice.indices.long().sort().values
+
+    # ------------------------------------------------------------------ persistence
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume exactly at an epoch boundary (tensors on CPU)."""
+        static = self._static_selection
+        return {
+            "config": self.config.to_dict(),
+            "num_samples": self.num_samples,
+            "total_epochs": self.total_epochs,
+            "epoch": self.epoch,
+            "book": self.book.state_dict(),
+            "strategy": self.strategy.state_dict(),
+            "history": [dict(h) for h in self.history],
+            "current": {
+                "epoch": self.current.epoch,
+                "indices": self.current.indices.cpu(),
+                "weights": self.current.weights.cpu(),
+                "pruned": self.current.pruned,
+                "stats": dict(self.current.stats),
+            },
+            "static": None
+            if static is None
+            else {
+                "indices": static.indices.cpu(),
+                "weights": None if static.weights is None else static.weights.cpu(),
+            },
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a state saved by :meth:`state_dict` at an epoch boundary."""
+        if int(state["num_samples"]) != self.num_samples:
+            raise ValueError(
+                f"pruner state is for {state['num_samples']} samples, not {self.num_samples}"
+            )
+        saved = {k: v for k, v in state["config"].items() if k != "strategy_options"}
+        mine = {k: v for k, v in self.config.to_dict().items() if k != "strategy_options"}
+        if saved != mine:
+            diff = sorted(k for k in saved if saved[k] != mine.get(k))
+            raise ConfigError(f"cannot resume: options differ from the saved run ({diff})")
+        self.epoch = int(state["epoch"])
+        self.book.load_state_dict(state["book"])
+        self.strategy.load_state_dict(state["strategy"])
+        self.history = [dict(h) for h in state["history"]]
+        cur = state["current"]
+        self.current = EpochSelection(
+            int(cur["epoch"]),
+            cur["indices"].to(self.device),
+            cur["weights"].to(self.device),
+            bool(cur["pruned"]),
+            dict(cur["stats"]),
+        )
+        static = state["static"]
+        self._static_selection = (
+            None
+            if static is None
+            else Selection(
+                static["indices"].to(self.device),
+                None if static["weights"] is None else static["weights"].to(self.device),
+            )
+        )
+        self.sampler.set_order(self.current.indices)

@@ -1,0 +1,5 @@
+"""Pruning strategies: the :class:`Strategy` contract and the built-in implementations."""
+
+from molpeg_plugins.strategies.base import Selection, Strategy
+
+__all__ = ["Selection", "Strategy"]

@@ -1,0 +1,170 @@
+"""Dynamic strategies: the keep set is re-chosen before every epoch from fresh scores."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import torch
+
+from molpeg_plugins.hookspecs import hookimpl
+from molpeg_plugins.strategies.base import Selection, Strategy, random_k, top_k
+
+if TYPE_CHECKING:
+    from molpeg_plugins.scorebook import ScoreBook
+
+
+class MolPeg(Strategy):
+    """MolPeg: keep the samples whose loss differs most between online and EMA reference.
+
+    Score ``|ℓ(x; θ) − ℓ(x; ξ)|``. Large values cover both ends of the signed difference: the
+    samples the online model has just learned (easy) and just got worse at (hard); samples
+    whose loss barely moves carry little gradient along the current update and are dropped.
+    Unscored samples (never seen) are kept first.
+    """
+
+    name = "molpeg"
+    description = "Keep the largest |loss(online) − loss(EMA reference)| (MolPeg, NeurIPS 2024)."
+    needs_reference = True
+
+    def score(self, online_loss: torch.Tensor, reference_loss: torch.Tensor | None) -> torch.Tensor:
+        if reference_loss is None:
+            raise RuntimeError(
+                "the molpeg strategy needs reference losses: pass reference_loss to "
+                "Pruner.record()/loss() (the adapters do this for you)"
+            )
+        return (online_loss - reference_loss).abs()
+
+    def select(
+        self, book: ScoreBook, num_keep: int, *, epoch: int, generator: torch.Generator
+    ) -> Selection:
+        return Selection(top_k(book.score, num_keep, generator))
+
+
+class SoftRandom(Strategy):
+    """Soft random: a fresh uniform random subset every epoch."""
+
+    name = "soft-random"
+    description = "A new uniformly random subset every epoch (dynamic random baseline)."
+
+    def select(
+        self, book: ScoreBook, num_keep: int, *, epoch: int, generator: torch.Generator
+    ) -> Selection:
+        return Selection(random_k(book.num_samples, num_keep, generator, book.device))
+
+
+class InfoBatch(Strategy):
+    """InfoBatch (ICLR 2024): randomly drop well-learned samples and rescale the rest.
+
+    Samples whose last loss is below the mean are "well learned". Each epoch a random part of
+    them is dropped and the kept ones among them get loss weight ``1 / (1 − q)``, where ``q``
+    is the fraction of the well-learned samples dropped, so the expected gradient is kept.
+    The last 12.5% of epochs train on the full data (annealing) unless ``anneal_epochs`` is
+    set.
+
+    Options:
+        budget: ``"exact"`` (default) removes exactly ``N − num_keep`` samples, so ratios
+            are comparable with the other strategies: all of them from the well-learned set
+            when it is large enough, else all well-learned ones plus the lowest-loss rest.
+            ``"original"`` drops each well-learned sample with probability ``prune_ratio``
+            (InfoBatch's own rule; the epoch is then larger than ``num_keep``).
+        prune_ratio: the drop probability used by ``budget="original"`` (the pruner passes
+            its ratio).
+    """
+
+    name = "infobatch"
+    description = "Randomly drop below-mean-loss samples, rescale the kept ones, anneal (ICLR 2024)."
+    default_anneal_fraction = 0.125
+    options = {"budget": "exact", "prune_ratio": None}
+
+    def select(
+        self, book: ScoreBook, num_keep: int, *, epoch: int, generator: torch.Generator
+    ) -> Selection:
+        n = book.num_samples
+        loss = book.score
+        finite = torch.isfinite(loss)
+        if not bool(finite.any()):
+            return Selection(random_k(n, num_keep, generator, book.device))
+        mean = loss[finite].mean()
+        low = (finite & (loss < mean)).nonzero().squeeze(1)
+        high = (~(finite & (loss < mean))).nonzero().squeeze(1)
+        weights_low: torch.Tensor
+        if self.settings["budget"] == "original":
+            q = float(self.settings["prune_ratio"] or 0.0)
+            draw = torch.rand(low.numel(), generator=generator).to(book.device)
+            kept_low = low[draw >= q]
+            w = 1.0 / (1.0 - q) if q < 1.0 else 1.0
+        else:
+            num_drop = n - num_keep
+            if low.numel() >= num_drop:
+                perm = torch.randperm(low.numel(), generator=generator).to(book.device)
+                kept_low = low[perm[num_drop:]]
+                w = low.numel() / max(1, kept_low.numel())
+            else:
+                # Not enough well-learned samples: drop them all, then the lowest-loss rest.
+                kept_low = low[:0]
+                w = 1.0
+                rest = num_drop - low.numel()
+                order = top_k(loss[high], high.numel() - rest, generator)
+                high = high[order]
+        weights_low = torch.full((kept_low.numel(),), float(w), device=book.device)
+        indices = torch.cat([high, kept_low])
+        weights = torch.cat([torch.ones(high.numel(), device=book.device), weights_low])
+        return Selection(indices, weights)
+
+
+class UCB(Strategy):
+    """Upper-confidence-bound bandit on the running mean loss.
+
+    Keeps the ``num_keep`` largest ``mean_loss + c·sqrt(2·ln(t) / n_i)``, where ``t`` is the
+    epoch count and ``n_i`` the number of epochs sample ``i`` was scored; samples never
+    scored are kept first.
+
+    Options:
+        exploration: ``c`` (default 1.0).
+    """
+
+    name = "ucb"
+    description = "Upper-confidence-bound bandit on the running mean loss."
+    options = {"exploration": 1.0}
+
+    def select(
+        self, book: ScoreBook, num_keep: int, *, epoch: int, generator: torch.Generator
+    ) -> Selection:
+        t = max(2, epoch + 1)
+        n = book.num_updates.float()
+        bonus = self.settings["exploration"] * torch.sqrt(2.0 * math.log(t) / n.clamp(min=1))
+        value = torch.where(n > 0, book.loss_mean + bonus, torch.full_like(n, float("nan")))
+        return Selection(top_k(value, num_keep, generator))
+
+
+class EpsilonGreedy(Strategy):
+    """ε-greedy bandit: mostly the highest running mean losses, a fraction ε at random.
+
+    Options:
+        epsilon: fraction of the kept budget filled uniformly at random (default 0.1).
+    """
+
+    name = "epsilon-greedy"
+    description = "ε-greedy bandit: top running-mean loss, with a random fraction ε explored."
+    options = {"epsilon": 0.1}
+
+    def select(
+        self, book: ScoreBook, num_keep: int, *, epoch: int, generator: torch.Generator
+    ) -> Selection:
+        eps = float(self.settings["epsilon"])
+        n_random = round(eps * num_keep)
+        value = torch.where(
+            book.num_updates > 0, book.loss_mean, torch.full_like(book.loss_mean, float("nan"))
+        )
+        ranked = top_k(value, book.num_samples, generator)
+        greedy = ranked[: num_keep - n_random]
+        rest = ranked[num_keep - n_random :]
+        explore = rest[random_k(rest.numel(), n_random, generator, book.device)]
+        return Selection(torch.cat([greedy, explore]))
+
+
+@hookimpl
+def molpeg_register_strategies() -> list[type[Strategy]]:
+    """Register the built-in dynamic strategies."""
+    return [MolPeg, SoftRandom, InfoBatch, UCB, EpsilonGreedy]
