@@ -63,6 +63,21 @@ def molpeg_register_backends() -> list[Backend]:
     """
 
 
+@hookspec
+def molpeg_safe_globals() -> list[Any]:
+    """Return the classes and functions a trusted checkpoint of your framework may contain.
+
+    Called by :func:`molpeg_plugins.checkpoints.safe_load` before it unpickles a checkpoint
+    with ``torch.load(weights_only=True)``. The union of all returned objects is passed to
+    ``torch.serialization.safe_globals``; anything else in the pickle is refused. Return
+    only plain data/module classes (e.g. Chemprop's ``nn`` modules), never callables that
+    run code on load.
+
+    Returns:
+        A list of classes or functions (may be empty).
+    """
+
+
 # --------------------------------------------------------------------------- model hooks
 
 
@@ -132,6 +147,16 @@ def molpeg_selection_made(pruner: Pruner, selection: EpochSelection) -> None:
     Called by :meth:`Pruner.end_epoch` right after the strategy has selected the samples
     of epoch ``selection.epoch``. Loggers and reports read ``selection.indices``,
     ``selection.weights`` and ``selection.stats`` here. Return value is ignored.
+    """
+
+
+@hookspec
+def molpeg_validation_end(epoch: int, metrics: dict[str, float]) -> None:
+    """Observe the validation metrics of an epoch.
+
+    Called by backends (Chemprop, DeepChem, torch) after validating the model at the end
+    of ``epoch``; ``metrics`` maps names such as ``"val_roc_auc"`` or ``"val_rmse"`` to values.
+    Return value is ignored.
     """
 
 

@@ -86,14 +86,19 @@ class Pruner:
             if isinstance(strategy, Strategy)
             else self.pm.create_strategy(self.config.strategy, **self.config.strategy_options)
         )
-        if "prune_ratio" in getattr(self.strategy, "settings", {}):
-            if self.strategy.settings["prune_ratio"] is None:
-                self.strategy.settings["prune_ratio"] = self.config.prune_ratio
+        settings = getattr(self.strategy, "settings", {})
+        if "prune_ratio" in settings and settings["prune_ratio"] is None:
+            settings["prune_ratio"] = self.config.prune_ratio
         self.num_samples = int(num_samples)
         if total_epochs is not None and total_epochs < 1:
             raise ConfigError(f"total_epochs={total_epochs} must be >= 1")
         self.total_epochs = total_epochs
         self.anneal_epochs = self._resolve_anneal(total_epochs)
+        if self.strategy.needs_warmup and self.config.warmup_epochs < 1 and self.config.prune_ratio:
+            raise ConfigError(
+                f"strategy {self.strategy.name!r} scores samples with a proxy model trained "
+                "during warm-up: set warmup_epochs >= 1"
+            )
         self.book = ScoreBook(self.num_samples, device)
         self.sampler = PruningSampler(
             num_samples=self.num_samples, num_replicas=num_replicas, rank=rank
@@ -173,6 +178,24 @@ class Pruner:
             pruner=self, epoch=self.epoch, num_kept=int(self.current.indices.numel())
         )
         return self.current
+
+    def wants(self, signal: str) -> bool:
+        """Whether the strategy needs ``signal`` (see :attr:`Strategy.signals`)."""
+        return signal in self.strategy.signals
+
+    def observe(self, indices: torch.Tensor, **signals: torch.Tensor | None) -> None:
+        """Pass per-sample model outputs of one batch to the strategy (detached).
+
+        Only signals the strategy asked for are forwarded; ``None`` values are dropped.
+        """
+        wanted = {
+            k: v.detach()
+            for k, v in signals.items()
+            if v is not None and k in self.strategy.signals
+        }
+        if wanted:
+            idx = torch.as_tensor(indices, device=self.device).long().reshape(-1)
+            self.strategy.observe(self.epoch, idx, **wanted)
 
     def weights(self, indices: torch.Tensor) -> torch.Tensor:
         """Loss weight of each of ``indices`` in the current epoch."""

@@ -44,6 +44,12 @@ class Strategy(ABC):
         default_anneal_fraction: fraction of the final epochs trained on the full data when
             the user does not set ``anneal_epochs`` (InfoBatch uses 0.125).
         options: names and defaults of the keyword options the constructor accepts.
+        signals: model outputs the strategy needs besides losses, delivered to
+            :meth:`observe` (``"predictions"``, ``"targets"``, ``"mask"``, ``"embeddings"``,
+            ``"features"``). Adapters only compute what some strategy asks for
+            (:meth:`Pruner.wants`).
+        needs_warmup: ``True`` if selection needs at least one scored warm-up epoch
+            (static strategies use the warm-up epochs as their proxy training).
     """
 
     name: ClassVar[str]
@@ -53,6 +59,8 @@ class Strategy(ABC):
     tasks: ClassVar[frozenset[str]] = frozenset({"classification", "regression"})
     default_anneal_fraction: ClassVar[float] = 0.0
     options: ClassVar[dict[str, Any]] = {}
+    signals: ClassVar[frozenset[str]] = frozenset()
+    needs_warmup: ClassVar[bool] = False
 
     def __init__(self, **options: Any) -> None:
         unknown = sorted(set(options) - set(self.options))
@@ -69,6 +77,18 @@ class Strategy(ABC):
         The default is the online loss itself. ``nan`` inputs may be returned as ``nan``.
         """
         return online_loss
+
+    def observe(self, epoch: int, indices: torch.Tensor, **signals: torch.Tensor) -> None:
+        """Receive per-sample model outputs for the dataset ``indices`` of one batch.
+
+        Called through :meth:`Pruner.observe` during training with the signals named in
+        :attr:`signals`; each is a tensor whose first dimension matches ``indices``:
+        ``predictions`` (``(B, T)`` probabilities for classification, raw values for
+        regression), ``targets`` and ``mask`` (``(B, T)``, mask true where labelled),
+        ``embeddings`` (``(B, D)`` the representation fed to the model's head), and
+        ``features`` (``(B, D)`` fixed input features such as Morgan fingerprints).
+        Must store by dataset index. The default ignores everything.
+        """
 
     @abstractmethod
     def select(

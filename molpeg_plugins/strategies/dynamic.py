@@ -73,7 +73,7 @@ class InfoBatch(Strategy):
     """
 
     name = "infobatch"
-    description = "Randomly drop below-mean-loss samples, rescale the kept ones, anneal (ICLR 2024)."
+    description = "Drop random below-mean-loss samples, rescale kept ones, anneal (ICLR 2024)."
     default_anneal_fraction = 0.125
     options = {"budget": "exact", "prune_ratio": None}
 
