@@ -1,0 +1,1 @@
+"""molpeg CLI: `chemprop` commands (registered on import)."""

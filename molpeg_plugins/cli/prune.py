@@ -1,0 +1,1 @@
+"""molpeg CLI: `prune` commands (registered on import)."""

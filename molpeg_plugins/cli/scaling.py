@@ -1,0 +1,1 @@
+"""molpeg CLI: `scaling` commands (registered on import)."""

@@ -1,0 +1,1 @@
+"""molpeg CLI: `source` commands (registered on import)."""
