@@ -1,0 +1,95 @@
+"""Loading checkpoints without executing code from them.
+
+``torch.load(weights_only=False)`` unpickles arbitrary objects, which can run any code. molpeg
+loads every checkpoint with ``weights_only=True`` and an explicit allow-list of framework
+classes, contributed by the adapters through the ``molpeg_safe_globals`` hook. A file that
+references anything else is refused with the name of the offending global.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.serialization import get_unsafe_globals_in_checkpoint, safe_globals
+
+from molpeg_plugins.errors import MolPegError
+
+TRUST_HINT = "--trust-checkpoint"
+
+
+class UnsafeCheckpointError(MolPegError):
+    """A checkpoint references a global that is not on the allow-list."""
+
+
+def _qualified(obj: Any) -> str:
+    return f"{obj.__module__}.{obj.__qualname__}"
+
+
+def allowed_globals(plugin_manager: Any = None) -> list[Any]:
+    """The union of what every plugin's ``molpeg_safe_globals`` hook allows."""
+    from molpeg_plugins.plugins import get_plugin_manager
+
+    pm = plugin_manager or get_plugin_manager()
+    allowed: dict[str, Any] = {}
+    for group in pm.hook.molpeg_safe_globals():
+        for obj in group:
+            allowed[_qualified(obj)] = obj
+    return list(allowed.values())
+
+
+def vet_checkpoint(path: str | Path, *, plugin_manager: Any = None) -> list[Any]:
+    """Check that ``path`` only references allowed globals; return the globals it needs.
+
+    Raises:
+        MolPegError: the file does not exist or is not a PyTorch checkpoint.
+        UnsafeCheckpointError: it references a global outside the allow-list.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MolPegError(f"{path}: no such checkpoint file; check the path to the model")
+    allowed = allowed_globals(plugin_manager)
+    names = {_qualified(obj) for obj in allowed}
+    try:
+        needed = get_unsafe_globals_in_checkpoint(str(path))
+    except (RuntimeError, zipfile.BadZipFile, pickle.UnpicklingError, ValueError) as exc:
+        raise MolPegError(
+            f"{path}: not a PyTorch zip checkpoint ({exc.__class__.__name__}); re-save it with "
+            f"torch.save, or pass {TRUST_HINT} if you trust it"
+        ) from exc
+    refused = sorted(set(needed) - names)
+    if refused:
+        raise UnsafeCheckpointError(
+            f"{path}: refused to load: it references {refused[0]!r}"
+            + (f" (and {len(refused) - 1} more)" if len(refused) > 1 else "")
+            + f", which is not on molpeg's allow-list of framework classes; if you trust this "
+            f"file, pass {TRUST_HINT}"
+        )
+    return [obj for obj in allowed if _qualified(obj) in set(needed)]
+
+
+def safe_load(
+    path: str | Path,
+    *,
+    trust: bool = False,
+    map_location: str | torch.device = "cpu",
+    plugin_manager: Any = None,
+) -> Any:
+    """Load a checkpoint with ``weights_only=True`` and the plugins' allow-list.
+
+    Args:
+        path: the checkpoint file.
+        trust: load with ``weights_only=False`` (only for files you made yourself).
+        map_location: where tensors are placed.
+        plugin_manager: whose allow-list applies (default: the global plugin manager).
+    """
+    if trust:
+        if not Path(path).is_file():
+            raise MolPegError(f"{path}: no such checkpoint file; check the path to the model")
+        return torch.load(path, map_location=map_location, weights_only=False)
+    needed = vet_checkpoint(path, plugin_manager=plugin_manager)
+    with safe_globals(needed):
+        return torch.load(path, map_location=map_location, weights_only=True)
