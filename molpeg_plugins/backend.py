@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import importlib.util
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -14,6 +16,19 @@ import numpy as np
 from molpeg_plugins.config import PruneConfig
 
 TaskType = Literal["classification", "regression"]
+
+Advance = Callable[[int], None]
+"""Report that ``n`` more items of a progress task are done."""
+
+
+@contextlib.contextmanager
+def null_progress(description: str, total: int | None = None) -> Iterator[Advance]:
+    """The default :attr:`FitJob.progress`: a task that reports nowhere.
+
+    Backends wrap long phases in ``with job.progress("Featurising", total=n) as advance:``
+    and call ``advance(k)`` as they go; the CLI passes a Rich progress bar instead.
+    """
+    yield lambda n=1: None
 
 
 @dataclass
@@ -38,6 +53,11 @@ class FitJob:
         seed: global seed (model init, dropout, pruner).
         plugin_manager: where observers (progress bars, loggers) are registered.
         quiet: suppress the framework's own console output.
+        trust_checkpoint: the user passed ``--trust-checkpoint``: ``pretrained`` may be loaded
+            with ``safe_load(..., trust=True)`` (it was not vetted against the allow-list).
+        progress: ``progress(description, total)`` returns a context manager yielding an
+            ``advance(n)`` function; use it for featurisation and scoring passes
+            (:func:`null_progress` by default; the CLI shows Rich bars).
     """
 
     smiles: list[str]
@@ -58,6 +78,8 @@ class FitJob:
     seed: int = 0
     plugin_manager: Any = None
     quiet: bool = True
+    trust_checkpoint: bool = False
+    progress: Callable[..., contextlib.AbstractContextManager[Advance]] = null_progress
 
 
 @dataclass

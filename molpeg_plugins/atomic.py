@@ -1,0 +1,83 @@
+"""Atomic file writes: a crash never leaves a truncated output.
+
+Every writer creates a temporary file in the destination folder (same file system), flushes
+it to disk and renames it over the destination with :func:`os.replace`, which is atomic on
+POSIX and Windows. Readers therefore see either the old file or the complete new one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; move it onto ``path`` if the block succeeds.
+
+    Use it for libraries that want a file name (``torch.save``, ``DataFrame.to_parquet``,
+    ``Figure.savefig``). On error the temporary file is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp_path, path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write(path: str | Path, write: Callable[[IO[Any]], None], *, binary: bool) -> None:
+    """Call ``write(handle)`` on a temporary file, then rename it onto ``path``."""
+    with atomic_path(path) as tmp:
+        if binary:
+            with open(tmp, "wb") as fh:
+                write(fh)
+        else:
+            with open(tmp, "w", encoding="utf-8", newline="") as fh:
+                write(fh)
+
+
+def write_bytes(path: str | Path, data: bytes) -> None:
+    """Atomically write ``data`` to ``path``."""
+    atomic_write(path, lambda fh: fh.write(data), binary=True)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Atomically write ``text`` (UTF-8, newlines untranslated) to ``path``."""
+    atomic_write(path, lambda fh: fh.write(text), binary=False)
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Atomically write ``obj`` as indented JSON (``nan``/``inf`` become ``null``)."""
+    write_text(path, json.dumps(_finite(obj), indent=2, sort_keys=False) + "\n")
+
+
+def torch_save(path: str | Path, obj: Any) -> None:
+    """Atomically ``torch.save`` ``obj`` to ``path``."""
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def _finite(obj: Any) -> Any:
+    """Replace non-finite floats by ``None`` recursively (JSON has no ``nan``)."""
+    if isinstance(obj, float):
+        return obj if obj == obj and obj not in (float("inf"), float("-inf")) else None
+    if isinstance(obj, dict):
+        return {str(k): _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj

@@ -1,0 +1,491 @@
+"""CSV → validated molecules: reading, column and label checks, RDKit parsing, scaffolds, splits.
+
+The table keeps the *original text* of every data record, so that ``pruned.csv`` can repeat
+the kept rows byte for byte. pandas parses the values; the standard :mod:`csv` module only
+locates where each record starts and ends in the file (a quoted field may span lines).
+
+Rows are numbered from 0 in file order, header excluded (``row 0`` is the first molecule);
+messages also give the 1-based line of the file.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import gzip
+import io
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from molpeg_plugins.errors import ConfigError, MolPegError
+
+TaskType = str
+MISSING_TOKENS = frozenset({"", "nan", "NaN", "NA", "N/A", "n/a", "null", "NULL", "None"})
+BUNDLED_DATASET = Path(__file__).parent / "data" / "bbbp.csv"
+"""The dataset ``molpeg prune`` uses when no file is given: BBBP (2,050 molecules)."""
+
+
+class DataError(MolPegError):
+    """The input file cannot be used as it is (exit code 1): empty, unreadable, bad labels."""
+
+
+@dataclass
+class CsvRecords:
+    """The raw text of a CSV file, split into records, plus the parsed values.
+
+    Attributes:
+        header: the header record's original text, line ending included.
+        records: each data record's original text, line ending included.
+        lines: 1-based line number where each data record starts.
+        frame: every column as text (pandas, ``dtype=str``, nothing converted to NaN).
+    """
+
+    header: str
+    records: list[str]
+    lines: list[int]
+    frame: pd.DataFrame
+
+
+@dataclass
+class MoleculeTable:
+    """The molecules of one CSV file, validated.
+
+    Attributes:
+        path: the file read.
+        csv: the original records and the parsed frame.
+        smiles_column: column holding the SMILES.
+        target_columns: columns holding the labels.
+        task: ``"classification"`` or ``"regression"``.
+        targets: ``(n_rows, n_tasks)`` labels of every row; ``nan`` = missing.
+        invalid_reason: per row, why it was skipped (``""`` = valid).
+        canonical: canonical SMILES of valid rows (``""`` for invalid ones).
+        scaffolds: Bemis–Murcko scaffold SMILES of valid rows (``""`` = acyclic or invalid).
+        duplicate_of: per row, the first earlier row with the same canonical SMILES (``-1`` = none).
+    """
+
+    path: Path
+    csv: CsvRecords
+    smiles_column: str
+    target_columns: list[str]
+    task: TaskType
+    targets: np.ndarray
+    invalid_reason: list[str]
+    canonical: list[str]
+    scaffolds: list[str]
+    duplicate_of: np.ndarray
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def num_rows(self) -> int:
+        """Number of data rows in the file."""
+        return len(self.invalid_reason)
+
+    @property
+    def valid_rows(self) -> np.ndarray:
+        """Row numbers of the molecules that can be trained on, in file order."""
+        return np.array([i for i, r in enumerate(self.invalid_reason) if not r], dtype=np.int64)
+
+    @property
+    def smiles(self) -> list[str]:
+        """The SMILES text of every row, as written in the file."""
+        return self.csv.frame[self.smiles_column].tolist()
+
+    def skip_report(self) -> list[str]:
+        """One line per skipped row: ``row 59 (line 61): unparsable SMILES '…'``."""
+        return [
+            f"row {i} (line {self.csv.lines[i]}): {reason}"
+            for i, reason in enumerate(self.invalid_reason)
+            if reason
+        ]
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_text(path: Path) -> str:
+    """The file's text; gzip is detected by its magic bytes, line endings are kept."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file; give the path of a CSV file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder; give the path of a CSV file") from None
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            raise DataError(f"{path}: broken gzip file ({exc}); re-compress it") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{path}: not UTF-8 text (byte {exc.start}); save the CSV as UTF-8"
+        ) from None
+
+
+def read_records(path: Path) -> CsvRecords:
+    """Read a CSV (plain or gzip, any line ending) into original records and a text frame.
+
+    Raises:
+        DataError: empty file, header without rows, or a row with more fields than the header.
+    """
+    text = read_text(path)
+    bom = "\ufeff" if text.startswith("\ufeff") else ""
+    body = text[len(bom) :]
+    if not body.strip():
+        raise DataError(
+            f"{path}: the file is empty; expected a header row (e.g. 'smiles,label') "
+            "and one molecule per row"
+        )
+    consumed: list[str] = []
+
+    def physical_lines():
+        for line in io.StringIO(body, newline=""):
+            consumed.append(line)
+            yield line
+
+    records: list[tuple[str, int, int]] = []  # (text, first line, number of fields)
+    line_no = 1
+    try:
+        for fields in csv.reader(physical_lines()):
+            chunk = "".join(consumed)
+            consumed.clear()
+            if fields:
+                records.append((chunk, line_no, len(fields)))
+            line_no += chunk.count("\n") if "\n" in chunk else chunk.count("\r")
+    except csv.Error as exc:
+        raise DataError(f"{path} line {line_no}: malformed CSV ({exc})") from None
+    header, _, width = records[0]
+    data = records[1:]
+    if not data:
+        raise DataError(f"{path}: the file has a header but no data rows; add molecules")
+    for row, (_, line, n_fields) in enumerate(data):
+        if n_fields > width:
+            raise DataError(
+                f"{path} line {line} (row {row}): {n_fields} fields but the header has "
+                f"{width} columns; quote values that contain commas, or name the extra column"
+            )
+    frame = pd.read_csv(
+        io.StringIO(body),
+        dtype=str,
+        keep_default_na=False,
+        na_filter=False,
+        skip_blank_lines=True,
+        index_col=False,
+    )
+    if len(frame) != len(data):  # pragma: no cover - pandas and csv disagree
+        raise DataError(f"{path}: pandas read {len(frame)} rows, the file has {len(data)}")
+    return CsvRecords(
+        header=bom + header,
+        records=[r[0] for r in data],
+        lines=[r[1] for r in data],
+        frame=frame,
+    )
+
+
+# --------------------------------------------------------------------------- columns & labels
+
+
+def check_column(path: Path, name: str, columns: Sequence[str], option: str) -> str:
+    """Return ``name`` if it is a column, else raise naming the closest one."""
+    if name in columns:
+        return name
+    lowered = {c.lower().strip(): c for c in columns}
+    close = [lowered[name.lower().strip()]] if name.lower().strip() in lowered else []
+    close = close or difflib.get_close_matches(name, list(columns), n=1, cutoff=0.5)
+    hint = f"did you mean {option} {close[0]!r}? " if close else ""
+    raise ConfigError(
+        f"{path}: no column {name!r}; {hint}columns are: {', '.join(map(repr, columns))}"
+    )
+
+
+def _is_missing(value: str) -> bool:
+    return value.strip() in MISSING_TOKENS
+
+
+def _looks_like_row_id(values: np.ndarray) -> bool:
+    finite = values[np.isfinite(values)]
+    return (
+        finite.size == values.size
+        and np.all(finite == np.round(finite))
+        and np.unique(finite).size == finite.size
+        and finite.size > 2
+    )
+
+
+def infer_target_columns(path: Path, frame: pd.DataFrame, smiles_column: str) -> list[str]:
+    """The one numeric label column of ``frame`` (an all-unique integer id column is ignored).
+
+    Raises:
+        ConfigError: none or several candidates; the message lists them.
+    """
+    candidates = []
+    for col in frame.columns:
+        if col == smiles_column:
+            continue
+        text = frame[col][~frame[col].map(_is_missing)]
+        values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=float)
+        if text.empty or np.isnan(values).mean() > 0.5:
+            continue
+        if _looks_like_row_id(values):
+            continue
+        candidates.append(col)
+    if len(candidates) == 1:
+        return candidates
+    listed = ", ".join(candidates) if candidates else "(no numeric column found)"
+    raise ConfigError(
+        f"{path}: cannot tell which column holds the labels; pass --target-columns "
+        f"(numeric columns: {listed})"
+    )
+
+
+def parse_labels(
+    path: Path, csv_records: CsvRecords, columns: list[str], task: str | None
+) -> tuple[np.ndarray, list[str], str]:
+    """Parse the label columns into floats.
+
+    Returns:
+        ``(targets, reasons, task)``: the ``(n_rows, n_tasks)`` labels (``nan`` = missing),
+        per row a skip reason for a non-numeric or infinite label (``""`` if fine), and the
+        task (inferred when ``task`` is ``None``: classification if all labels are 0/1).
+
+    Raises:
+        DataError: a column without any label, a column that is mostly not numbers, or
+            non-binary labels for classification.
+    """
+    frame = csv_records.frame
+    n = len(frame)
+    targets = np.full((n, len(columns)), np.nan)
+    reasons = [""] * n
+    for j, col in enumerate(columns):
+        text = frame[col].astype(str)
+        missing = text.map(_is_missing).to_numpy()
+        values = pd.to_numeric(text.where(~missing, None), errors="coerce").to_numpy(float)
+        bad = ~missing & np.isnan(values)
+        if missing.all():
+            raise DataError(
+                f"{path}: target column {col!r} has no labels (all {n} rows empty); "
+                "choose another --target-columns"
+            )
+        if bad.sum() > 0.5 * (~missing).sum():
+            first = int(np.flatnonzero(bad)[0])
+            raise DataError(
+                f"{path}: target column {col!r} is not numeric (row {first}, line "
+                f"{csv_records.lines[first]}: {text.iloc[first]!r}); choose a numeric label "
+                "column with --target-columns"
+            )
+        for i in np.flatnonzero(bad):
+            reasons[i] = reasons[i] or f"non-numeric label {text.iloc[i]!r} in column {col!r}"
+        for i in np.flatnonzero(np.isinf(values)):
+            reasons[i] = reasons[i] or f"infinite label {text.iloc[i]!r} in column {col!r}"
+        values[np.isinf(values)] = np.nan
+        targets[:, j] = values
+    labelled = targets[np.isfinite(targets)]
+    binary = bool(labelled.size) and bool(np.isin(labelled, (0.0, 1.0)).all())
+    if task is None:
+        task = "classification" if binary else "regression"
+    if task == "classification" and not binary:
+        i, j = np.argwhere(np.isfinite(targets) & ~np.isin(targets, (0.0, 1.0)))[0]
+        raise DataError(
+            f"{path}: column {columns[j]!r} has a label other than 0/1 (row {i}, line "
+            f"{csv_records.lines[i]}: {frame[columns[j]].iloc[i]!r}); classification needs "
+            "0/1 labels, use --task regression for continuous values"
+        )
+    return targets, reasons, task
+
+
+# --------------------------------------------------------------------------- molecules
+
+
+def parse_smiles(smiles: str) -> tuple[object | None, str]:
+    """RDKit molecule of ``smiles`` and ``""``, or ``None`` and the reason it is invalid."""
+    from rdkit import Chem
+
+    text = smiles.strip()
+    if not text:
+        return None, "empty SMILES"
+    mol = Chem.MolFromSmiles(text, sanitize=False)
+    if mol is None:
+        return None, f"unparsable SMILES {text!r}"
+    try:
+        Chem.SanitizeMol(mol)
+    except Exception as exc:  # RDKit raises several sanitisation exception types
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return None, f"invalid SMILES {text!r} ({detail})"
+    if mol.GetNumAtoms() == 0:
+        return None, f"SMILES {text!r} has no atoms"
+    return mol, ""
+
+
+def scaffold_smiles(mol: object) -> str:
+    """Bemis–Murcko scaffold of ``mol`` as SMILES (``""`` for acyclic molecules)."""
+    from rdkit.Chem.Scaffolds import MurckoScaffold
+
+    try:
+        return MurckoScaffold.MurckoScaffoldSmiles(mol=mol, includeChirality=False)
+    except Exception:  # a few exotic valences fail; treat as its own scaffold
+        return ""
+
+
+def load_molecules(
+    path: str | Path,
+    *,
+    smiles_column: str = "smiles",
+    target_columns: Sequence[str] | None = None,
+    task: str | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> MoleculeTable:
+    """Read and validate a molecule CSV.
+
+    Args:
+        path: CSV file (optionally gzip-compressed; any line ending).
+        smiles_column: column with the SMILES.
+        target_columns: label columns; ``None`` infers the single numeric label column.
+        task: ``"classification"``, ``"regression"`` or ``None`` (inferred from the labels).
+        on_progress: called with the number of molecules parsed since the last call.
+
+    Raises:
+        ConfigError: a column that does not exist (the closest name is suggested).
+        DataError: the file or its labels cannot be used (see :func:`read_records`,
+            :func:`parse_labels`), or no valid molecule is left.
+    """
+    from rdkit import Chem, RDLogger
+
+    path = Path(path)
+    records = read_records(path)
+    columns = list(records.frame.columns)
+    smiles_column = check_column(path, smiles_column, columns, "--smiles-column")
+    if target_columns:
+        targets_cols = [check_column(path, c, columns, "--target-columns") for c in target_columns]
+    else:
+        targets_cols = infer_target_columns(path, records.frame, smiles_column)
+    if smiles_column in targets_cols:
+        raise ConfigError(f"{smiles_column!r} is the SMILES column; it cannot be a target")
+    targets, reasons, task = parse_labels(path, records, targets_cols, task)
+
+    RDLogger.DisableLog("rdApp.*")
+    n = len(records.frame)
+    canonical, scaffolds = [""] * n, [""] * n
+    try:
+        for i, smi in enumerate(records.frame[smiles_column].tolist()):
+            mol, why = parse_smiles(smi)
+            if mol is None:
+                reasons[i] = why
+            else:
+                canonical[i] = Chem.MolToSmiles(mol)
+                scaffolds[i] = scaffold_smiles(mol)
+            if on_progress is not None and (i + 1) % 64 == 0:
+                on_progress(64)
+        if on_progress is not None and n % 64:
+            on_progress(n % 64)
+    finally:
+        RDLogger.EnableLog("rdApp.*")
+
+    duplicate_of = np.full(n, -1, dtype=np.int64)
+    first_seen: dict[str, int] = {}
+    for i in range(n):
+        if reasons[i]:
+            continue
+        if canonical[i] in first_seen:
+            duplicate_of[i] = first_seen[canonical[i]]
+        else:
+            first_seen[canonical[i]] = i
+    if not first_seen:
+        raise DataError(
+            f"{path}: none of the {n} rows is a valid molecule (row 0: {reasons[0]}); "
+            f"check that {smiles_column!r} holds SMILES"
+        )
+    return MoleculeTable(
+        path=path,
+        csv=records,
+        smiles_column=smiles_column,
+        target_columns=targets_cols,
+        task=task,
+        targets=targets,
+        invalid_reason=reasons,
+        canonical=canonical,
+        scaffolds=scaffolds,
+        duplicate_of=duplicate_of,
+    )
+
+
+# --------------------------------------------------------------------------- splits
+
+
+def parse_split_sizes(text: str) -> tuple[float, float, float]:
+    """``"0.8,0.1,0.1"`` → ``(0.8, 0.1, 0.1)``; three non-negative numbers summing to 1.
+
+    Raises:
+        ConfigError: wrong count, not numbers, negative, a zero train share, or a sum ≠ 1.
+    """
+    try:
+        sizes = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--split-sizes {text!r}: give three numbers like 0.8,0.1,0.1") from None
+    if len(sizes) != 3 or any(not np.isfinite(s) or s < 0 for s in sizes):
+        raise ConfigError(
+            f"--split-sizes {text!r}: give three non-negative numbers like 0.8,0.1,0.1"
+        )
+    if sizes[0] <= 0 or abs(sum(sizes) - 1.0) > 1e-6:
+        raise ConfigError(
+            f"--split-sizes {text!r}: train/validation/test fractions must sum to 1 with a "
+            "train fraction > 0, e.g. 0.8,0.1,0.1"
+        )
+    return sizes  # type: ignore[return-value]
+
+
+def _counts(n: int, sizes: tuple[float, float, float]) -> tuple[int, int, int]:
+    n_val = int(np.floor(sizes[1] * n + 0.5))
+    n_test = int(np.floor(sizes[2] * n + 0.5))
+    return n - n_val - n_test, n_val, n_test
+
+
+def split_positions(
+    scaffolds: Sequence[str],
+    method: str,
+    sizes: tuple[float, float, float],
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Split ``len(scaffolds)`` molecules into train/validation/test positions.
+
+    ``random``: a seeded permutation. ``scaffold``: whole Bemis–Murcko scaffold groups go to
+    one split (largest groups to train first, equal sizes in seeded random order), so that
+    validation and test chemistry is unseen in training. Each array is sorted.
+
+    Raises:
+        DataError: the training split would be empty.
+    """
+    n = len(scaffolds)
+    n_train, n_val, _ = _counts(n, sizes)
+    if n_train < 1:
+        raise DataError(f"only {n} valid molecules: too few for --split-sizes {sizes}")
+    rng = np.random.default_rng(seed)
+    if method == "random":
+        perm = rng.permutation(n)
+        parts = perm[:n_train], perm[n_train : n_train + n_val], perm[n_train + n_val :]
+    elif method == "scaffold":
+        groups: dict[str, list[int]] = {}
+        for i, s in enumerate(scaffolds):
+            groups.setdefault(s or f"acyclic:{i}", []).append(i)
+        order = list(groups.values())
+        tiebreak = rng.permutation(len(order))
+        ranked = sorted(range(len(order)), key=lambda k: (-len(order[k]), tiebreak[k]))
+        order = [order[k] for k in ranked]
+        train: list[int] = []
+        val: list[int] = []
+        test: list[int] = []
+        for group in order:
+            if len(train) + len(group) <= n_train or not train:
+                train.extend(group)
+            elif len(val) + len(group) <= n_val:
+                val.extend(group)
+            else:
+                test.extend(group)
+        parts = np.array(train), np.array(val), np.array(test)
+    else:
+        raise ConfigError(f"--split {method!r}: choose 'random' or 'scaffold'")
+    return tuple(np.sort(np.asarray(p, dtype=np.int64)) for p in parts)  # type: ignore[return-value]
