@@ -57,6 +57,8 @@ class Pruner:
         strategy: a strategy name, or an already constructed :class:`Strategy`, overriding
             ``config.strategy``.
         num_replicas, rank: sharding of the sampler (default: from ``torch.distributed``).
+        task: ``"classification"`` or ``"regression"`` if known; a strategy that makes no
+            sense for it (e.g. entropy on regression) is refused with a :class:`ConfigError`.
     """
 
     def __init__(
@@ -70,6 +72,7 @@ class Pruner:
         strategy: Strategy | str | None = None,
         num_replicas: int | None = None,
         rank: int | None = None,
+        task: str | None = None,
         **overrides: Any,
     ) -> None:
         from molpeg_plugins.plugins import get_plugin_manager
@@ -86,6 +89,9 @@ class Pruner:
             if isinstance(strategy, Strategy)
             else self.pm.create_strategy(self.config.strategy, **self.config.strategy_options)
         )
+        self.task = task
+        if task is not None:
+            self.strategy.check_task(task)
         settings = getattr(self.strategy, "settings", {})
         if "prune_ratio" in settings and settings["prune_ratio"] is None:
             settings["prune_ratio"] = self.config.prune_ratio
@@ -94,12 +100,18 @@ class Pruner:
             raise ConfigError(f"total_epochs={total_epochs} must be >= 1")
         self.total_epochs = total_epochs
         self.anneal_epochs = self._resolve_anneal(total_epochs)
-        if self.strategy.needs_warmup and self.config.warmup_epochs < 1 and self.config.prune_ratio:
+        min_warmup = max(1, getattr(self.strategy, "min_warmup_epochs", 1))
+        if (
+            self.strategy.needs_warmup
+            and self.config.warmup_epochs < min_warmup
+            and self.config.prune_ratio
+        ):
             raise ConfigError(
                 f"strategy {self.strategy.name!r} scores samples with a proxy model trained "
-                "during warm-up: set warmup_epochs >= 1"
+                f"during warm-up: set warmup_epochs >= {min_warmup}"
             )
         self.book = ScoreBook(self.num_samples, device)
+        self.strategy.bind(self.num_samples, self.book.device)
         self.sampler = PruningSampler(
             num_samples=self.num_samples, num_replicas=num_replicas, rank=rank
         )
@@ -180,7 +192,12 @@ class Pruner:
         return self.current
 
     def wants(self, signal: str) -> bool:
-        """Whether the strategy needs ``signal`` (see :attr:`Strategy.signals`)."""
+        """Whether the strategy needs ``signal`` (see :attr:`Strategy.signals`).
+
+        ``False`` once a static strategy has fixed its subset: nothing more to observe.
+        """
+        if not self.strategy.dynamic and self._static_selection is not None:
+            return False
         return signal in self.strategy.signals
 
     def observe(self, indices: torch.Tensor, **signals: torch.Tensor | None) -> None:
@@ -188,11 +205,7 @@ class Pruner:
 
         Only signals the strategy asked for are forwarded; ``None`` values are dropped.
         """
-        wanted = {
-            k: v.detach()
-            for k, v in signals.items()
-            if v is not None and k in self.strategy.signals
-        }
+        wanted = {k: v.detach() for k, v in signals.items() if v is not None and self.wants(k)}
         if wanted:
             idx = torch.as_tensor(indices, device=self.device).long().reshape(-1)
             self.strategy.observe(self.epoch, idx, **wanted)

@@ -13,6 +13,9 @@ from molpeg_plugins.errors import ConfigError
 if TYPE_CHECKING:
     from molpeg_plugins.scorebook import ScoreBook
 
+TASKS = frozenset({"classification", "regression"})
+"""The task types a strategy can declare in :attr:`Strategy.tasks`."""
+
 
 @dataclass
 class Selection:
@@ -50,6 +53,8 @@ class Strategy(ABC):
             (:meth:`Pruner.wants`).
         needs_warmup: ``True`` if selection needs at least one scored warm-up epoch
             (static strategies use the warm-up epochs as their proxy training).
+        min_warmup_epochs: the fewest warm-up epochs the strategy can work with when
+            ``needs_warmup`` is set (forgetting needs two to see a transition).
     """
 
     name: ClassVar[str]
@@ -61,6 +66,7 @@ class Strategy(ABC):
     options: ClassVar[dict[str, Any]] = {}
     signals: ClassVar[frozenset[str]] = frozenset()
     needs_warmup: ClassVar[bool] = False
+    min_warmup_epochs: ClassVar[int] = 1
 
     def __init__(self, **options: Any) -> None:
         unknown = sorted(set(options) - set(self.options))
@@ -70,6 +76,37 @@ class Strategy(ABC):
                 f"strategy {self.name!r} has no option {unknown[0]!r} (valid options: {valid})"
             )
         self.settings: dict[str, Any] = {**self.options, **options}
+        self.num_samples: int | None = None
+        self.device: torch.device = torch.device("cpu")
+
+    def bind(self, num_samples: int, device: torch.device | str | None = None) -> None:
+        """Learn the dataset size and the device of the score table before training.
+
+        Called once by :class:`~molpeg_plugins.pruner.Pruner` when it is built, so that
+        strategies that keep per-sample state (static ones) can allocate it by dataset
+        index. Overrides must call ``super().bind(...)``.
+        """
+        self.num_samples = int(num_samples)
+        self.device = torch.device(device or "cpu")
+
+    @classmethod
+    def check_task(cls, task: str) -> None:
+        """Raise :class:`ConfigError` if the strategy makes no sense for ``task``.
+
+        Args:
+            task: ``"classification"`` (binary or multitask binary, labels may be missing)
+                or ``"regression"``.
+        """
+        if task not in TASKS:
+            raise ConfigError(f"unknown task type {task!r}: use one of {', '.join(sorted(TASKS))}")
+        if task not in cls.tasks:
+            applies = " and ".join(sorted(cls.tasks))
+            raise ConfigError(
+                f"strategy {cls.name!r} applies to {applies} data only, not {task}: it ranks "
+                "class probabilities, which a regression model does not produce; for "
+                "regression pick a strategy whose tasks include regression in "
+                "`molpeg strategies` (e.g. el2n, grand, herding, kmeans, molpeg, infobatch)"
+            )
 
     def score(self, online_loss: torch.Tensor, reference_loss: torch.Tensor | None) -> torch.Tensor:
         """Per-sample score from the epoch's mean losses of the updated samples.

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from molpeg_plugins.errors import ConfigError
 from molpeg_plugins.hookspecs import hookimpl
 from molpeg_plugins.strategies.base import Selection, Strategy, random_k, top_k
 
@@ -128,6 +129,12 @@ class UCB(Strategy):
     description = "Upper-confidence-bound bandit on the running mean loss."
     options = {"exploration": 1.0}
 
+    def __init__(self, **options: float) -> None:
+        super().__init__(**options)
+        c = self.settings["exploration"]
+        if not isinstance(c, (int, float)) or math.isnan(c) or c < 0:
+            raise ConfigError(f"ucb option exploration={c!r} must be a number >= 0")
+
     def select(
         self, book: ScoreBook, num_keep: int, *, epoch: int, generator: torch.Generator
     ) -> Selection:
@@ -149,11 +156,17 @@ class EpsilonGreedy(Strategy):
     description = "ε-greedy bandit: top running-mean loss, with a random fraction ε explored."
     options = {"epsilon": 0.1}
 
+    def __init__(self, **options: float) -> None:
+        super().__init__(**options)
+        eps = self.settings["epsilon"]
+        if not isinstance(eps, (int, float)) or math.isnan(eps) or not 0.0 <= eps <= 1.0:
+            raise ConfigError(f"epsilon-greedy option epsilon={eps!r} must be in [0, 1]")
+
     def select(
         self, book: ScoreBook, num_keep: int, *, epoch: int, generator: torch.Generator
     ) -> Selection:
         eps = float(self.settings["epsilon"])
-        n_random = round(eps * num_keep)
+        n_random = math.floor(eps * num_keep + 0.5)  # half up, like num_kept
         value = torch.where(
             book.num_updates > 0, book.loss_mean, torch.full_like(book.loss_mean, float("nan"))
         )
