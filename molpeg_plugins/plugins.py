@@ -19,6 +19,7 @@ BUILTIN_PLUGINS = (
     "molpeg_plugins.torch_hooks",
     "molpeg_plugins.strategies.dynamic",
     "molpeg_plugins.strategies.static",
+    "molpeg_plugins.torch_backend",
 )
 
 
