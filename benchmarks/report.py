@@ -1,0 +1,205 @@
+"""Turn the benchmark CSVs into `docs/benchmarks.md` and its plots.
+
+    python benchmarks/report.py
+
+Reads ``benchmarks/results/{quick,paper}.csv`` (written by ``benchmarks/run.py``) and the
+Markdown snippets other benchmarks leave in ``benchmarks/results/*.md``; writes
+``docs/benchmarks.md`` and ``docs/img/benchmark_*.png``. Safe to re-run at any time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks/results"
+DOC = ROOT / "docs/benchmarks.md"
+IMG = ROOT / "docs/img"
+
+# MolPeg paper, Table 1 (pretrained GIN, HIV ROC-AUC %, column = % pruned). Full data: 85.1.
+PAPER_HIV = {
+    "hard-random": {0.9: 77.7, 0.8: 81.1, 0.7: 81.3, 0.6: 82.4, 0.4: 84.0, 0.2: 85.0},
+    "infobatch": {0.9: 82.9, 0.8: 83.5, 0.7: 84.4, 0.6: 84.9, 0.4: 85.4, 0.2: 85.2},
+    "molpeg": {0.9: 83.7, 0.8: 84.8, 0.7: 85.3, 0.6: 85.5, 0.4: 86.0, 0.2: 85.6},
+}
+PAPER_HIV_FULL = 85.1
+SNIPPETS = [
+    "chemprop_overhead.md",
+    "deepchem_fit.md",
+    "selection_cost.md",
+    "source_pruning.md",
+    "scaling.md",
+]
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _table(frame: pd.DataFrame, dataset: str, paper: bool) -> str:
+    """Methods × pruned-fraction table of mean test metric (± std over seeds)."""
+    sub = frame[frame.dataset == dataset]
+    metric = sub.metric_name.iloc[0]
+    scale = 100.0 if metric in {"roc", "prc"} else 1.0
+    ratios = sorted(r for r in sub.ratio.unique() if r > 0)
+    full = sub[sub.method == "full"]
+    header = "| method | " + " | ".join(f"{int(r * 100)}% pruned" for r in ratios) + " |"
+    lines = [header, "|---" * (len(ratios) + 1) + "|"]
+    if len(full):
+        m = full.metric.mean() * scale
+        lines.append(
+            f"| full data (ours) | {m:.1f} (all columns) " + "| " * (len(ratios) - 1) + "|"
+        )
+    for method in sorted(sub.method.unique()):
+        if method == "full":
+            continue
+        cells = []
+        for r in ratios:
+            vals = sub[(sub.method == method) & (sub.ratio == r)].metric * scale
+            if len(vals) == 0:
+                cells.append("—")
+            elif len(vals) == 1:
+                cells.append(f"{vals.iloc[0]:.1f}")
+            else:
+                cells.append(f"{vals.mean():.1f} ± {vals.std():.1f}")
+        lines.append(f"| {method} (ours) | " + " | ".join(cells) + " |")
+        if paper and method in PAPER_HIV:
+            ref = [f"{PAPER_HIV[method].get(r, float('nan')):.1f}" for r in ratios]
+            lines.append(f"| {method} (paper, GIN) | " + " | ".join(ref) + " |")
+    if paper:
+        lines.append(
+            f"| full data (paper, GIN) | {PAPER_HIV_FULL} " + "| " * (len(ratios) - 1) + "|"
+        )
+    return "\n".join(lines)
+
+
+def _cost_table(frame: pd.DataFrame, dataset: str) -> str:
+    sub = frame[frame.dataset == dataset]
+    full = sub[sub.method == "full"]
+    if not len(full):
+        return ""
+    base_wall = full.wall_seconds.mean()
+    base_fit = full.fit_seconds.mean()
+    lines = [
+        "| method | pruned | wall s | fit s | s/epoch | fit time vs full | peak RSS MB |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for (method, ratio), g in sub.groupby(["method", "ratio"]):
+        lines.append(
+            f"| {method} | {int(ratio * 100)}% | {g.wall_seconds.mean():.0f} | "
+            f"{g.fit_seconds.mean():.0f} | {g.seconds_per_epoch.mean():.1f} | "
+            f"{g.fit_seconds.mean() / base_fit:.2f}× | {g.peak_rss_mb.mean():.0f} |"
+        )
+    lines.append(f"\nFull-data wall time: {base_wall:.0f} s.")
+    return "\n".join(lines)
+
+
+def _plots(frame: pd.DataFrame, tier: str) -> list[str]:
+    made = []
+    for dataset, sub in frame.groupby("dataset"):
+        metric = sub.metric_name.iloc[0]
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+        full = sub[sub.method == "full"]
+        for method, g in sub[sub.method != "full"].groupby("method"):
+            means = g.groupby("ratio").metric.mean()
+            ax1.plot(means.index * 100, means.values, marker="o", label=method)
+            ax2.scatter(g.fit_seconds, g.metric, label=method)
+        if len(full):
+            ax1.axhline(full.metric.mean(), color="k", ls="--", label="full data")
+            ax2.scatter(
+                full.fit_seconds, full.metric, color="k", marker="*", s=120, label="full data"
+            )
+        ax1.set(xlabel="% of training data pruned", ylabel=f"test {metric}", title=dataset)
+        ax2.set(
+            xlabel="training time (s)", ylabel=f"test {metric}", title=f"{dataset}: time vs metric"
+        )
+        ax1.legend(fontsize=8)
+        ax2.legend(fontsize=8)
+        fig.tight_layout()
+        name = f"benchmark_{tier}_{dataset}.png"
+        IMG.mkdir(parents=True, exist_ok=True)
+        fig.savefig(IMG / name, dpi=110)
+        plt.close(fig)
+        made.append(name)
+    return made
+
+
+def write_report() -> Path:
+    """Regenerate docs/benchmarks.md from everything under benchmarks/results/."""
+    parts = [
+        "# Benchmarks",
+        "",
+        "Generated by `python benchmarks/report.py` from `benchmarks/results/`; every number below",
+        "was measured by the command shown with it. Machine, device and commit are in each table's",
+        "source CSV (one row per run).",
+        "",
+    ]
+    for tier in ("paper", "quick"):
+        path = RESULTS / f"{tier}.csv"
+        if not path.exists():
+            continue
+        frame = pd.read_csv(path)
+        first = frame.iloc[0]
+        parts += [
+            f"## MolPeg table — tier `{tier}`",
+            "",
+            f"Command: `python benchmarks/run.py --tier {tier}` · device: {first.device} · "
+            f"commits: {', '.join(sorted(frame.commit.astype(str).unique()))} · "
+            f"fine-tuned from `{first.foundation}` with `--from-foundation`.",
+            "",
+        ]
+        for dataset in frame.dataset.unique():
+            metric = frame[frame.dataset == dataset].metric_name.iloc[0]
+            unit = "ROC-AUC ×100" if metric == "roc" else metric.upper()
+            parts += [f"### {dataset} (test {unit} at the best-validation epoch)", ""]
+            parts += [_table(frame, dataset, paper=dataset.startswith("HIV")), ""]
+            parts += [
+                "Cost (same machine, same run of the grid):",
+                "",
+                _cost_table(frame, dataset),
+                "",
+            ]
+        for name in _plots(frame, tier):
+            parts += [f"![{name}](img/{name})", ""]
+    pretrain = RESULTS / "pretrain.json"
+    if pretrain.exists():
+        info = json.loads(pretrain.read_text())
+        parts += [
+            "## Our own pretrained encoder",
+            "",
+            f"Chemprop MPNN pretrained on {info['molecules']:,} MOSES molecules to predict "
+            f"{len(info['descriptors'])} standardised RDKit descriptors, {info['epochs']} epochs: "
+            f"{info['train_seconds']:.0f} s training (+{info['descriptor_seconds']:.0f} s "
+            f"descriptors) on {info['machine']}.",
+            "",
+            "Command: `python benchmarks/pretrain_descriptors.py`",
+            "",
+        ]
+    for snippet in SNIPPETS:
+        path = RESULTS / snippet
+        if path.exists():
+            text = path.read_text().strip()
+            # Demote the snippet's headings under this page's title.
+            text = "\n".join(
+                "#" + line if line.startswith("#") else line for line in text.splitlines()
+            )
+            parts += [text, ""]
+    _atomic_write(DOC, "\n".join(parts).rstrip() + "\n")
+    return DOC
+
+
+if __name__ == "__main__":
+    print(write_report())
