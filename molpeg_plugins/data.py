@@ -310,14 +310,14 @@ def parse_smiles(smiles: str) -> tuple[object | None, str]:
         return None, "empty SMILES"
     mol = Chem.MolFromSmiles(text, sanitize=False)
     if mol is None:
-        return None, f"unparsable SMILES {text!r}"
+        return None, f"unparsable SMILES '{text}'"
     try:
         Chem.SanitizeMol(mol)
     except Exception as exc:  # RDKit raises several sanitisation exception types
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return None, f"invalid SMILES {text!r} ({detail})"
+        return None, f"invalid SMILES '{text}' ({detail})"
     if mol.GetNumAtoms() == 0:
-        return None, f"SMILES {text!r} has no atoms"
+        return None, f"SMILES '{text}' has no atoms"
     return mol, ""
 
 

@@ -196,6 +196,7 @@ class TorchBackend(Backend):
             total_epochs=job.epochs,
             device=device,
             plugin_manager=pm,
+            task=job.task,
         )
         reference = (
             EMAReference(model, job.config.ema_momentum, plugin_manager=pm)

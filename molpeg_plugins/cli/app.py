@@ -1,12 +1,23 @@
-"""The ``molpeg`` command line (Typer)."""
+"""The root of the ``molpeg`` command line (Typer): ``--version``, ``strategies``, ``backends``.
+
+The other command groups (``prune``, ``chemprop``, ``scaling``, ``source``) live in their own
+modules and register themselves on :data:`app` when :mod:`molpeg_plugins.cli` imports them.
+"""
 
 from __future__ import annotations
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
 from molpeg_plugins import __version__
 
-app = typer.Typer(help="Molecular data pruning for Chemprop, DeepChem and PyTorch.")
+app = typer.Typer(
+    help="Molecular data pruning for Chemprop, DeepChem and PyTorch.\n\n"
+    "Start with: molpeg prune --output out/   (prunes the bundled BBBP dataset)",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 
 
 def _version(value: bool) -> None:
@@ -26,11 +37,46 @@ def _root(
 
 @app.command()
 def strategies() -> None:
-    """List the registered pruning strategies."""
+    """List the registered pruning strategies (built-in and from plugins).
+
+    Dynamic strategies re-choose the kept molecules every epoch; static ones choose them
+    once, after a warm-up. Use a name with ``molpeg prune --strategy NAME``.
+    """
     from molpeg_plugins.plugins import get_plugin_manager
 
+    table = Table(title="molpeg strategies")
+    table.add_column("name", style="bold cyan", no_wrap=True)
+    table.add_column("kind")
+    table.add_column("tasks")
+    table.add_column("description")
     for name, cls in get_plugin_manager().strategies().items():
-        typer.echo(f"{name:18s} {'dynamic' if cls.dynamic else 'static ':8s} {cls.description}")
+        table.add_row(
+            name,
+            "dynamic" if cls.dynamic else "static",
+            ", ".join(sorted(cls.tasks)),
+            cls.description,
+        )
+    Console().print(table)
+
+
+@app.command()
+def backends() -> None:
+    """List the registered training backends and whether their framework is importable.
+
+    Use a name with ``molpeg prune --backend NAME``. A backend whose framework is missing
+    says which extra to install.
+    """
+    from molpeg_plugins.plugins import get_plugin_manager
+
+    table = Table(title="molpeg backends")
+    table.add_column("name", style="bold cyan", no_wrap=True)
+    table.add_column("available")
+    table.add_column("frameworks / why not")
+    table.add_column("description")
+    for name, backend in get_plugin_manager().backends().items():
+        ok, detail = backend.availability()
+        table.add_row(name, "[green]yes[/]" if ok else "[red]no[/]", detail, backend.description)
+    Console().print(table)
 
 
 def main() -> None:

@@ -1,0 +1,291 @@
+"""The outputs of ``molpeg prune``: pruned data, per-row scores, report and plots.
+
+Every file goes through :mod:`molpeg_plugins.atomic`, so an interrupted run leaves either
+the previous file or the complete new one.
+
+Files written into the output folder:
+
+- ``pruned.csv``: the header and the kept *training* rows, byte for byte as in the input.
+- ``scores.csv`` (or ``scores.parquet``): one row per input row.
+- ``report.json``: parameters, counts, per-epoch history, metrics, wall time, versions.
+- ``plots/``: ``score_histogram.png``, ``kept_fraction.png``, ``metric.png``,
+  ``scaffold_kept_fraction.png``.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from molpeg_plugins.atomic import atomic_path, write_json, write_text
+from molpeg_plugins.backend import FitResult
+from molpeg_plugins.data import MoleculeTable
+
+PLOTS = ("score_histogram.png", "kept_fraction.png", "metric.png", "scaffold_kept_fraction.png")
+TOP_SCAFFOLDS = 12
+
+
+@dataclass
+class RunLayout:
+    """Where the molecules of a run went.
+
+    Attributes:
+        valid_rows: row numbers of the valid molecules (the backend's molecule ``i`` is
+            row ``valid_rows[i]``).
+        train, val, test: positions into ``valid_rows`` of each split.
+    """
+
+    valid_rows: np.ndarray
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+    def rows(self, positions: np.ndarray) -> np.ndarray:
+        """Row numbers of molecule ``positions``."""
+        return self.valid_rows[np.asarray(positions, dtype=np.int64)]
+
+
+def kept_rows(layout: RunLayout, result: FitResult) -> np.ndarray:
+    """Row numbers of the training molecules in the final keep set, in file order."""
+    return np.sort(layout.rows(layout.train[np.asarray(result.final_kept, dtype=np.int64)]))
+
+
+def scores_frame(table: MoleculeTable, layout: RunLayout, result: FitResult) -> pd.DataFrame:
+    """One row per input row: score, kept flag, epochs kept, split, skip reason, duplicates.
+
+    ``score`` and ``epochs_kept`` are empty for rows that were not in the training split;
+    ``kept`` is true only for training rows in the final keep set.
+    """
+    n = table.num_rows
+    split = np.full(n, "", dtype=object)
+    for name, pos in (("train", layout.train), ("val", layout.val), ("test", layout.test)):
+        split[layout.rows(pos)] = name
+    split[[i for i, r in enumerate(table.invalid_reason) if r]] = "skipped"
+    book = result.pruner_state["book"]
+    score = np.full(n, np.nan)
+    epochs_kept = pd.array([pd.NA] * n, dtype="Int64")
+    train_rows = layout.rows(layout.train)
+    score[train_rows] = book["score"].double().numpy()
+    epochs_kept[train_rows] = book["epochs_kept"].numpy()
+    kept = np.zeros(n, dtype=bool)
+    kept[kept_rows(layout, result)] = True
+    duplicate_of = pd.array(table.duplicate_of, dtype="Int64")
+    duplicate_of[table.duplicate_of < 0] = pd.NA
+    return pd.DataFrame(
+        {
+            "row": np.arange(n),
+            "smiles": table.smiles,
+            "split": split,
+            "score": score,
+            "kept": kept,
+            "epochs_kept": epochs_kept,
+            "invalid_reason": table.invalid_reason,
+            "duplicate": table.duplicate_of >= 0,
+            "duplicate_of": duplicate_of,
+        }
+    )
+
+
+def write_pruned_csv(path: Path, table: MoleculeTable, rows: np.ndarray) -> None:
+    """Write the header and the records ``rows`` exactly as they are in the input file."""
+    header = table.csv.header
+    newline = "\r\n" if header.endswith("\r\n") else ("\r" if header.endswith("\r") else "\n")
+    parts = [header if header.endswith(("\n", "\r")) else header + newline]
+    for i in rows:
+        record = table.csv.records[int(i)]
+        parts.append(record if record.endswith(("\n", "\r")) else record + newline)
+    write_text(path, "".join(parts))
+
+
+def write_scores(path: Path, frame: pd.DataFrame, fmt: str) -> Path:
+    """Write ``frame`` as ``scores.csv`` or ``scores.parquet``; return the file written."""
+    target = path / f"scores.{fmt}"
+    with atomic_path(target) as tmp:
+        if fmt == "parquet":
+            frame.to_parquet(tmp, index=False)
+        else:
+            frame.to_csv(tmp, index=False)
+    return target
+
+
+def scaffold_buckets(
+    table: MoleculeTable, layout: RunLayout, kept: np.ndarray, top: int = TOP_SCAFFOLDS
+) -> list[dict[str, Any]]:
+    """Kept fraction of training molecules per Bemis–Murcko scaffold.
+
+    The ``top`` most frequent scaffolds get a bucket each; acyclic molecules and all other
+    scaffolds are pooled into ``"(acyclic)"`` and ``"(other scaffolds)"``.
+    """
+    train_rows = layout.rows(layout.train)
+    kept_set = set(kept.tolist())
+    counts = Counter(table.scaffolds[i] for i in train_rows if table.scaffolds[i])
+    named = [s for s, c in counts.most_common(top) if c > 1]
+    buckets: dict[str, list[int]] = {s: [0, 0] for s in named}
+    buckets["(other scaffolds)"] = [0, 0]
+    buckets["(acyclic)"] = [0, 0]
+    for i in train_rows:
+        s = table.scaffolds[i]
+        key = s if s in buckets else ("(acyclic)" if not s else "(other scaffolds)")
+        buckets[key][0] += 1
+        buckets[key][1] += int(i) in kept_set
+    return [
+        {"scaffold": s, "molecules": n, "kept": k, "kept_fraction": k / n}
+        for s, (n, k) in buckets.items()
+        if n
+    ]
+
+
+def _save(fig: Any, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+
+
+def write_plots(
+    folder: Path,
+    scores: pd.DataFrame,
+    result: FitResult,
+    buckets: list[dict[str, Any]],
+    num_train: int,
+) -> list[Path]:
+    """Draw the four PNG plots into ``folder``; return their paths."""
+    from matplotlib.figure import Figure
+
+    folder.mkdir(parents=True, exist_ok=True)
+    train = scores[scores["split"] == "train"]
+    paths = [folder / name for name in PLOTS]
+
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
+    finite = train[np.isfinite(train["score"])]
+    bins = np.histogram_bin_edges(finite["score"], bins=40) if len(finite) else 10
+    ax.hist(finite.loc[finite["kept"], "score"], bins=bins, alpha=0.7, label="kept")
+    ax.hist(finite.loc[~finite["kept"], "score"], bins=bins, alpha=0.7, label="pruned")
+    ax.set(xlabel="final score", ylabel="training molecules", title="Scores: kept vs pruned")
+    ax.legend()
+    _save(fig, paths[0])
+
+    epochs = [int(h["epoch"]) for h in result.history]
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
+    ax.plot(epochs, [h["num_kept"] / max(num_train, 1) for h in result.history], marker="o")
+    ax.set(xlabel="epoch", ylabel="fraction of training set visited", ylim=(0, 1.05))
+    ax.set_title("Kept fraction per epoch")
+    _save(fig, paths[1])
+
+    key = f"val_{result.metric_name}"
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
+    if any(key in h for h in result.history):
+        ax.plot(epochs, [h.get(key, np.nan) for h in result.history], marker="o")
+        ax.set(ylabel=f"validation {result.metric_name}")
+    else:
+        ax.plot(epochs, [h.get("train_loss", np.nan) for h in result.history], marker="o")
+        ax.set(ylabel="training loss (no validation split)")
+    if result.best_epoch >= 0:
+        ax.axvline(result.best_epoch, color="grey", linestyle="--", label="reported epoch")
+        ax.legend()
+    ax.set(xlabel="epoch", title="Metric per epoch")
+    _save(fig, paths[2])
+
+    fig = Figure(figsize=(7, 0.4 * len(buckets) + 1.5))
+    ax = fig.subplots()
+    labels = [
+        (b["scaffold"][:38] + "…" if len(b["scaffold"]) > 39 else b["scaffold"])
+        + f"  (n={b['molecules']})"
+        for b in buckets
+    ]
+    ax.barh(range(len(buckets)), [b["kept_fraction"] for b in buckets])
+    ax.set_yticks(range(len(buckets)), labels, fontsize=7)
+    ax.invert_yaxis()
+    overall = float(train["kept"].mean()) if len(train) else 0.0
+    ax.axvline(overall, color="grey", linestyle="--", label=f"overall {overall:.2f}")
+    ax.set(xlabel="kept fraction", xlim=(0, 1), title="Kept fraction per Bemis–Murcko scaffold")
+    ax.legend(loc="lower right")
+    _save(fig, paths[3])
+    return paths
+
+
+def _relative(path: Path | None, folder: Path) -> str | None:
+    if path is None:
+        return None
+    try:
+        return str(Path(path).resolve().relative_to(folder.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def versions(extra: dict[str, str]) -> dict[str, str]:
+    """molpeg, Python and library versions, plus the backend's ``extra`` ones."""
+    import importlib.metadata
+
+    from molpeg_plugins import __version__
+
+    found = {"molpeg": __version__, "python": platform.python_version()}
+    for dist in ("torch", "rdkit", "pandas", "numpy"):
+        try:
+            found[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return {**found, **extra}
+
+
+def write_report(
+    out_dir: Path,
+    table: MoleculeTable,
+    layout: RunLayout,
+    result: FitResult,
+    *,
+    parameters: dict[str, Any],
+    wall_time_s: float,
+    fmt: str = "csv",
+) -> dict[str, Any]:
+    """Write every output of a run into ``out_dir``; return the report as a dict."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    kept = kept_rows(layout, result)
+    write_pruned_csv(out_dir / "pruned.csv", table, kept)
+    scores = scores_frame(table, layout, result)
+    scores_path = write_scores(out_dir, scores, fmt)
+    buckets = scaffold_buckets(table, layout, kept)
+    plots = write_plots(out_dir / "plots", scores, result, buckets, len(layout.train))
+    invalid = int(sum(bool(r) for r in table.invalid_reason))
+    report = {
+        "parameters": parameters,
+        "counts": {
+            "input_rows": table.num_rows,
+            "invalid": invalid,
+            "valid": table.num_rows - invalid,
+            "duplicates": int((table.duplicate_of >= 0).sum()),
+            "train": len(layout.train),
+            "validation": len(layout.val),
+            "test": len(layout.test),
+            "kept": len(kept),
+            "pruned": len(layout.train) - len(kept),
+        },
+        "skipped_rows": [
+            {"row": i, "line": table.csv.lines[i], "reason": r}
+            for i, r in enumerate(table.invalid_reason)
+            if r
+        ],
+        "metric": result.metric_name,
+        "best_epoch": result.best_epoch,
+        "validation_metrics": result.val_metrics,
+        "test_metrics": result.test_metrics,
+        "epochs": result.history,
+        "scaffolds": buckets,
+        "wall_time_s": round(wall_time_s, 3),
+        "versions": versions(result.versions),
+        "files": {
+            "pruned": "pruned.csv",
+            "scores": scores_path.name,
+            "model": _relative(result.model_path, out_dir),
+            "plots": [f"plots/{p.name}" for p in plots],
+        },
+    }
+    write_json(out_dir / "report.json", report)
+    return report
