@@ -511,6 +511,9 @@ class KMeansPrototypes(StaticStrategy):
         if clusters is not None and (not isinstance(clusters, int) or clusters < 1):
             raise ConfigError(f"kmeans option clusters={clusters!r} must be a whole number >= 1")
         self.signals = frozenset({source})
+        self.clustering: dict[str, torch.Tensor] = {}
+        """After selection: ``labels`` (cluster id, -1 = not clustered) and ``distance`` to
+        the centroid of every dataset index."""
 
     def observe(self, epoch: int, indices: torch.Tensor, **signals: torch.Tensor) -> None:
         """Store the clustering input by dataset index (fingerprints keep their dtype)."""
@@ -530,6 +533,11 @@ class KMeansPrototypes(StaticStrategy):
         def choose(rows: torch.Tensor, k: int) -> torch.Tensor:
             x = points[rows].float().cpu().numpy()
             labels, distance = self._cluster(x, seed)
+            full_labels = torch.full((points.shape[0],), -1, dtype=torch.long)
+            full_distance = torch.full((points.shape[0],), float("nan"))
+            full_labels[rows.cpu()] = torch.from_numpy(labels).long()
+            full_distance[rows.cpu()] = torch.from_numpy(distance).float()
+            self.clustering = {"labels": full_labels, "distance": full_distance}
             return torch.from_numpy(quota_farthest(labels, distance, k))
 
         return Selection(self._keep_unseen_then(num_keep, generator, choose))
