@@ -1,1 +1,270 @@
-"""molpeg CLI: `source` commands (registered on import)."""
+"""molpeg CLI: ``prune-source`` (registered on import).
+
+Prunes a pretraining (source) set for one downstream (target) set; see
+:mod:`molpeg_plugins.source`. Outputs in ``OUT_DIR``, all written atomically:
+
+* ``kept.csv``: the header and the kept source rows, byte for byte, in their original order;
+* ``scores.csv``: one row per source data row: ``row`` (0-based data row), ``group``,
+  ``group_rank``, ``kept``;
+* ``groups.csv``: one row per group (feature mapping) or task (label mapping), in rank order;
+* ``skipped.csv``: source and target rows whose SMILES RDKit cannot parse;
+* ``report.json`` and ``groups.png``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import typer
+
+from molpeg_plugins.cli.app import app
+from molpeg_plugins.errors import ConfigError, MolPegError
+
+
+def _progress_callback(progress: Any) -> Any:
+    tasks: dict[str, Any] = {}
+
+    def update(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = progress.add_task(stage, total=total)
+        progress.update(tasks[stage], completed=done, total=total)
+
+    return update
+
+
+def _csv_bytes(header: list[str], rows: Any) -> bytes:
+    buf = io.StringIO(newline="")
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buf.getvalue().encode("utf-8")
+
+
+def write_outputs(
+    out: Path,
+    selection: Any,
+    source: Any,
+    source_smiles: list[str],
+    target_smiles: list[str],
+    report: dict[str, Any],
+) -> None:
+    """Write kept.csv, scores.csv, groups.csv, skipped.csv, report.json and groups.png."""
+    from molpeg_plugins.atomic import write_bytes, write_json
+
+    out.mkdir(parents=True, exist_ok=True)
+    source.write_subset(out / "kept.csv", selection.kept)
+    kept_mask = np.zeros(selection.num_source, dtype=bool)
+    kept_mask[selection.kept] = True
+    # feature mapping: group_of holds group ids; label mapping: it already holds task ranks
+    rank_of = {u.get("group", u["rank"]): u["rank"] for u in selection.units}
+    group = selection.group_of
+    lut = np.full(max(int(group.max()) + 1, 1) + 1, -1, dtype=np.int64)
+    for g, r in rank_of.items():
+        lut[g] = r
+    ranks = np.where(group >= 0, lut[np.maximum(group, 0)], -1)
+    lines = ["row,group,group_rank,kept\n"]
+    lines.extend(
+        f"{i},{g},{r},{int(k)}\n"
+        for i, (g, r, k) in enumerate(
+            zip(group.tolist(), ranks.tolist(), kept_mask.tolist(), strict=True)
+        )
+    )
+    write_bytes(out / "scores.csv", "".join(lines).encode())
+    keys = list(selection.units[0].keys()) if selection.units else ["name"]
+    write_bytes(
+        out / "groups.csv", _csv_bytes(keys, ([u[k] for k in keys] for u in selection.units))
+    )
+    skipped = [
+        ("source", i, source_smiles[i], "RDKit cannot parse the SMILES")
+        for i in selection.invalid_rows
+    ]
+    skipped += [
+        ("target", i, target_smiles[i], "RDKit cannot parse the SMILES")
+        for i in selection.target_invalid_rows
+    ]
+    write_bytes(out / "skipped.csv", _csv_bytes(["file", "row", "smiles", "reason"], skipped))
+    _plot(out / "groups.png", selection)
+    write_json(out / "report.json", report)
+
+
+def _plot(path: Path, selection: Any) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from molpeg_plugins.atomic import atomic_path
+
+    units = selection.units[:60]
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    x = np.arange(len(units))
+    sizes = np.array([u["size"] for u in units], dtype=float)
+    kept = np.array([u["kept"] for u in units], dtype=float)
+    hits = np.array([u["hits"] for u in units], dtype=float)
+    ax.bar(x, sizes, color="#cccccc", label="source molecules")
+    ax.bar(x, kept, color="#3b7dd8", label="kept")
+    ax.set_xlabel("group rank" if selection.method == "feature-mapping" else "task rank")
+    ax.set_ylabel("source molecules")
+    ax2 = ax.twinx()
+    ax2.plot(x, hits, "o-", color="#d8703b", ms=3, label="target hits")
+    ax2.set_ylabel(
+        "target molecules mapped" if selection.method == "feature-mapping" else "target score"
+    )
+    ax.set_title(f"{selection.method}: {len(selection.kept):,} of {selection.num_source:,} kept")
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, loc="upper right", fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def _peak_rss_mib() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+@app.command("prune-source")
+def prune_source(
+    source: Path = typer.Argument(..., help="Source (pretraining) CSV or CSV.GZ."),
+    target: Path = typer.Option(..., "--target", help="Downstream CSV the source is pruned for."),
+    method: str = typer.Option(
+        "feature-mapping", "--method", help="feature-mapping (label-free) or label-mapping."
+    ),
+    keep: float = typer.Option(0.4, "--keep", help="Fraction of the source kept, in (0, 1]."),
+    output: Path = typer.Option(..., "--output", "-o", help="Output folder."),
+    smiles_column: str | None = typer.Option(None, "--smiles-column", help="Source SMILES column."),
+    target_smiles_column: str | None = typer.Option(
+        None, "--target-smiles-column", help="Target SMILES column."
+    ),
+    groups: int = typer.Option(100, "--groups", help="k-means groups (feature mapping)."),
+    features: str = typer.Option(
+        "morgan",
+        "--features",
+        help="Group on: morgan (fingerprints), scaffold (Bemis–Murcko scaffold fingerprints) "
+        "or embedding (needs --checkpoint).",
+    ),
+    checkpoint: Path | None = typer.Option(
+        None,
+        "--checkpoint",
+        help="Chemprop model: its embeddings for feature mapping, or the model pretrained on the "
+        "source tasks for label mapping.",
+    ),
+    task_columns: str | None = typer.Option(
+        None, "--task-columns", help="Comma-separated source task columns (label mapping)."
+    ),
+    score: str = typer.Option(
+        "probability", "--score", help="Label mapping: probability (sum) or argmax (hits)."
+    ),
+    n_bits: int = typer.Option(1024, "--bits", help="Morgan fingerprint length."),
+    workers: int = typer.Option(1, "--workers", help="Processes for the fingerprints."),
+    trust_checkpoint: bool = typer.Option(
+        False, "--trust-checkpoint", help="Load the checkpoint without the allow-list."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of k-means and boundary sampling."),
+) -> None:
+    """Prune a pretraining set down to the part a downstream set maps to."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from molpeg_plugins import source as src_mod
+
+    console = Console(stderr=True)
+    started = time.perf_counter()
+    try:
+        if method not in ("feature-mapping", "label-mapping"):
+            raise ConfigError(f"unknown --method {method!r}: feature-mapping or label-mapping")
+        if method == "label-mapping" and checkpoint is None:
+            raise ConfigError(
+                "label-mapping needs --checkpoint: a Chemprop model pretrained on the source tasks"
+            )
+        src_mod._check_keep(keep)
+        extra: list[str] | None = [] if method == "feature-mapping" else None
+        records, smiles_col = src_mod.read_records(source, smiles_column, extra)
+        tgt, tgt_col = src_mod.read_records(
+            target, target_smiles_column, [], option="target-smiles-column"
+        )
+        source_smiles = records.values[smiles_col]
+        target_smiles = tgt.values[tgt_col]
+        console.print(
+            f"source {source.name}: {len(records):,} rows · target {target.name}: "
+            f"{len(tgt):,} rows · {method}, keep {keep:g}"
+        )
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as progress:
+            cb = _progress_callback(progress)
+            if method == "feature-mapping":
+                selection = src_mod.feature_mapping(
+                    source_smiles,
+                    target_smiles,
+                    keep,
+                    groups=groups,
+                    features="embedding" if checkpoint else features,  # type: ignore[arg-type]
+                    checkpoint=checkpoint,
+                    trust_checkpoint=trust_checkpoint,
+                    n_bits=n_bits,
+                    workers=workers,
+                    seed=seed,
+                    progress=cb,
+                )
+            else:
+                tasks = [t.strip() for t in task_columns.split(",")] if task_columns else None
+                selection = src_mod.label_mapping(
+                    records,
+                    smiles_col,
+                    target_smiles,
+                    keep,
+                    checkpoint=checkpoint,  # type: ignore[arg-type]
+                    tasks=tasks,
+                    score=score,  # type: ignore[arg-type]
+                    trust_checkpoint=trust_checkpoint,
+                    seed=seed,
+                    progress=cb,
+                )
+        elapsed = time.perf_counter() - started
+        report = {
+            "command": "prune-source",
+            "method": method,
+            "source": str(source),
+            "target": str(target),
+            "smiles_column": smiles_col,
+            "target_smiles_column": tgt_col,
+            "keep": keep,
+            "seed": seed,
+            "num_source": selection.num_source,
+            "num_source_valid": selection.num_valid,
+            "num_kept": len(selection.kept),
+            "kept_fraction_of_valid": len(selection.kept) / max(selection.num_valid, 1),
+            "num_source_invalid": len(selection.invalid_rows),
+            "num_target": len(target_smiles),
+            "num_target_invalid": len(selection.target_invalid_rows),
+            "details": selection.details,
+            "units": selection.units,
+            "wall_seconds": round(elapsed, 2),
+            "peak_rss_mib": round(_peak_rss_mib(), 1),
+        }
+        write_outputs(output, selection, records, source_smiles, target_smiles, report)
+    except MolPegError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(exc.exit_code) from None
+    top = ", ".join(str(u["name"]) for u in selection.units[:5])
+    console.print(
+        f"kept {len(selection.kept):,} of {selection.num_valid:,} valid source molecules "
+        f"({len(selection.invalid_rows)} unparsable skipped) · top: {top} · "
+        f"{elapsed:.1f} s, peak RSS {_peak_rss_mib():,.0f} MiB → {output}"
+    )
+    typer.echo(json.dumps({"kept": len(selection.kept), "output": str(output)}))

@@ -1,0 +1,825 @@
+"""Source-set pruning before pretraining (DP4TL, adapted to molecules).
+
+Given a large *source* set (the pretraining molecules) and a downstream *target* set, keep
+only the part of the source that the target maps to:
+
+* **feature mapping** (label-free): cluster the source molecules into groups (mini-batch
+  k-means on Morgan fingerprints, on the Morgan fingerprints of their Bemis–Murcko scaffolds
+  so that a scaffold never straddles two groups, or on a pretrained Chemprop model's
+  embeddings), send each target molecule to its nearest group centre and keep the groups that
+  receive the most target molecules.
+* **label mapping** (labelled multitask source): run the target molecules through a model
+  pretrained on the source tasks, rank the source tasks by how strongly the target maps to
+  them (sum of predicted probabilities, or argmax hits) and keep the source molecules measured
+  in the top tasks.
+
+Both fill the requested fraction exactly: whole groups (or tasks) in rank order, then a seeded
+random part of the group at the boundary. Everything is streamed in chunks so the 1.58M
+molecules of the MOSES training set fit easily in memory.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import itertools
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from molpeg_plugins.errors import ConfigError, MolPegError
+
+GroupFeatures = Literal["morgan", "scaffold", "embedding"]
+LabelScore = Literal["probability", "argmax"]
+Progress = Callable[[str, int, int], None]
+"""``progress(stage, done, total)``: called as chunks are processed (for progress bars)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Reading a CSV while keeping every data row's original bytes
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CsvRecords:
+    """The rows of a CSV file: parsed fields of the requested columns plus the raw bytes.
+
+    Attributes:
+        path: the file read.
+        header: the header line exactly as in the file (line ending included).
+        columns: the header's field names.
+        records: the raw bytes of every non-blank data row, line ending included.
+        values: requested column name → list of its field per data row.
+        newline: the file's line ending (added to a last row that lacks one when written).
+    """
+
+    path: Path
+    header: bytes
+    columns: list[str]
+    records: list[bytes]
+    values: dict[str, list[str]]
+    newline: bytes = b"\n"
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def write_subset(self, path: str | Path, rows: np.ndarray) -> None:
+        """Atomically write the header and the data rows ``rows`` (sorted) byte for byte."""
+        from molpeg_plugins.atomic import atomic_write
+
+        def write(fh: Any) -> None:
+            fh.write(
+                self.header if self.header.endswith((b"\n", b"\r")) else self.header + self.newline
+            )
+            for i in np.sort(np.asarray(rows, dtype=np.int64)):
+                rec = self.records[int(i)]
+                fh.write(rec if rec.endswith((b"\n", b"\r")) else rec + self.newline)
+
+        atomic_write(path, write, binary=True)
+
+
+def _read_bytes(path: Path) -> bytes:
+    if not path.is_file():
+        raise MolPegError(f"{path}: no such file; check the path")
+    with open(path, "rb") as fh:
+        magic = fh.read(2)
+    opener = gzip.open if magic == b"\x1f\x8b" else open
+    with opener(path, "rb") as fh:
+        return fh.read()
+
+
+def resolve_column(path: Path, columns: Sequence[str], wanted: str | None, what: str) -> str:
+    """The column called ``wanted`` (any case), or the SMILES column if ``wanted`` is None."""
+    by_lower = {c.lower(): c for c in columns}
+    if wanted is not None:
+        if wanted in columns:
+            return wanted
+        if wanted.lower() in by_lower:
+            return by_lower[wanted.lower()]
+        raise ConfigError(
+            f"{path}: no column {wanted!r} (columns: {', '.join(columns)}); pass the right --{what}"
+        )
+    for name in ("smiles", "smi", "canonical_smiles", "mol"):
+        if name in by_lower:
+            return by_lower[name]
+    raise ConfigError(
+        f"{path}: cannot tell which column holds the SMILES (columns: {', '.join(columns)}); "
+        f"pass --{what}"
+    )
+
+
+def read_records(
+    path: str | Path,
+    smiles_column: str | None = None,
+    extra_columns: Sequence[str] | None = (),
+    *,
+    option: str = "smiles-column",
+) -> tuple[CsvRecords, str]:
+    """Read a (possibly gzipped) CSV, keeping each data row's original bytes.
+
+    Args:
+        path: CSV or CSV.GZ file with a header row.
+        smiles_column: name of the SMILES column (``None``: detect ``smiles``/``SMILES``/…).
+        extra_columns: other columns whose values are wanted; ``None`` means all columns.
+        option: CLI option named in errors about the SMILES column.
+
+    Returns:
+        The records and the resolved SMILES column name.
+
+    Raises:
+        MolPegError: the file is missing, empty, not UTF-8, or a row has the wrong number
+            of fields (named by line number).
+    """
+    path = Path(path)
+    raw = _read_bytes(path)
+    try:
+        text = raw.decode("utf-8-sig" if raw.startswith(b"\xef\xbb\xbf") else "utf-8")
+    except UnicodeDecodeError as exc:
+        raise MolPegError(f"{path}: not UTF-8 text ({exc}); save the CSV as UTF-8") from exc
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    lines = raw.splitlines(keepends=True)
+    if not lines:
+        raise MolPegError(f"{path}: the file is empty; it needs a header row and molecules")
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        columns = next(reader)
+    except StopIteration:
+        raise MolPegError(f"{path}: the file is empty") from None
+    smiles_col = resolve_column(path, columns, smiles_column, option)
+    wanted = list(columns) if extra_columns is None else [smiles_col, *extra_columns]
+    for name in wanted:
+        if name not in columns:
+            raise ConfigError(f"{path}: no column {name!r} (columns: {', '.join(columns)})")
+    positions = {name: columns.index(name) for name in dict.fromkeys(wanted)}
+    values: dict[str, list[str]] = {name: [] for name in positions}
+    records: list[bytes] = []
+    start = reader.line_num
+    header = b"".join(lines[:start])
+    n_fields = len(columns)
+    for fields in reader:
+        end = reader.line_num
+        if not fields or (len(fields) == 1 and not fields[0].strip()):
+            start = end
+            continue
+        if len(fields) != n_fields:
+            raise MolPegError(
+                f"{path}, line {start + 1}: {len(fields)} fields where the header has "
+                f"{n_fields}; fix the quoting or the separators of that row"
+            )
+        records.append(b"".join(lines[start:end]) if end - start > 1 else lines[start])
+        for name, pos in positions.items():
+            values[name].append(fields[pos])
+        start = end
+    first = lines[0]
+    newline = b"\r\n" if first.endswith(b"\r\n") else b"\r" if first.endswith(b"\r") else b"\n"
+    return CsvRecords(path, header, columns, records, values, newline), smiles_col
+
+
+# --------------------------------------------------------------------------------------------
+# Featurisation (chunked)
+# --------------------------------------------------------------------------------------------
+
+
+def _morgan_chunk(args: tuple[list[str], int, int, bool]) -> tuple[np.ndarray, np.ndarray]:
+    """Packed Morgan bits of a chunk of SMILES and a validity mask (runs in workers too)."""
+    from rdkit import Chem, RDLogger
+    from rdkit.Chem import rdFingerprintGenerator
+    from rdkit.Chem.Scaffolds import MurckoScaffold
+
+    RDLogger.DisableLog("rdApp.*")
+    smiles, radius, n_bits, scaffold = args
+    gen = rdFingerprintGenerator.GetMorganGenerator(radius=radius, fpSize=n_bits)
+    out = np.zeros((len(smiles), n_bits // 8), dtype=np.uint8)
+    ok = np.zeros(len(smiles), dtype=bool)
+    for i, smi in enumerate(smiles):
+        mol = Chem.MolFromSmiles(smi) if smi else None
+        if mol is None:
+            continue
+        if scaffold:
+            try:
+                mol = MurckoScaffold.GetScaffoldForMol(mol)
+            except (RuntimeError, ValueError):
+                continue
+        out[i] = np.packbits(gen.GetFingerprintAsNumPy(mol).astype(bool))
+        ok[i] = True
+    return out, ok
+
+
+def _chunks(n: int, size: int) -> Iterator[slice]:
+    for start in range(0, n, size):
+        yield slice(start, min(start + size, n))
+
+
+@dataclass
+class Features:
+    """Per-molecule features stored compactly, unpacked chunk by chunk.
+
+    Attributes:
+        data: packed Morgan bits (``uint8``, 8 bits per byte) or float32 embeddings.
+        valid: ``True`` where the SMILES parsed.
+        packed: whether ``data`` holds packed bits.
+    """
+
+    data: np.ndarray
+    valid: np.ndarray
+    packed: bool
+
+    @property
+    def dim(self) -> int:
+        """Dimension of the unpacked feature vectors."""
+        return self.data.shape[1] * (8 if self.packed else 1)
+
+    def dense(self, rows: slice | np.ndarray) -> np.ndarray:
+        """Float32 feature vectors of ``rows``."""
+        block = self.data[rows]
+        return np.unpackbits(block, axis=1).astype(np.float32) if self.packed else block
+
+
+def morgan_features(
+    smiles: Sequence[str],
+    *,
+    radius: int = 2,
+    n_bits: int = 1024,
+    scaffold: bool = False,
+    chunk_size: int = 20_000,
+    workers: int = 1,
+    progress: Progress | None = None,
+    stage: str = "fingerprints",
+) -> Features:
+    """Morgan fingerprints (of the molecules, or of their Bemis–Murcko scaffolds), packed.
+
+    Args:
+        smiles: SMILES strings; unparsable ones get ``valid=False`` and zero bits.
+        radius: Morgan radius.
+        n_bits: fingerprint length (a multiple of 8).
+        scaffold: fingerprint the Bemis–Murcko scaffold instead of the molecule (acyclic
+            molecules share the empty scaffold).
+        chunk_size: molecules per chunk.
+        workers: processes (``1`` computes in this process).
+        progress: ``progress(stage, done, total)`` callback.
+        stage: label passed to ``progress``.
+    """
+    if n_bits % 8:
+        raise ConfigError(f"n_bits={n_bits} must be a multiple of 8")
+    n = len(smiles)
+    data = np.zeros((n, n_bits // 8), dtype=np.uint8)
+    valid = np.zeros(n, dtype=bool)
+    slices = list(_chunks(n, chunk_size))
+    jobs = ((list(smiles[s]), radius, n_bits, scaffold) for s in slices)
+    if workers > 1 and len(slices) > 1:
+        import multiprocessing as mp
+
+        with mp.get_context("spawn").Pool(workers) as pool:
+            results: Iterator[tuple[np.ndarray, np.ndarray]] = pool.imap(_morgan_chunk, jobs)
+            _fill(results, slices, data, valid, progress, stage, n)
+    else:
+        _fill(map(_morgan_chunk, jobs), slices, data, valid, progress, stage, n)
+    return Features(data, valid, packed=True)
+
+
+def _fill(results, slices, data, valid, progress, stage, n) -> None:  # type: ignore[no-untyped-def]
+    for s, (bits, ok) in zip(slices, results, strict=True):
+        data[s], valid[s] = bits, ok
+        if progress:
+            progress(stage, s.stop, n)
+
+
+def load_chemprop_model(path: str | Path, *, trust: bool = False) -> Any:
+    """A Chemprop ``MPNN`` rebuilt from a checkpoint loaded with ``weights_only=True``.
+
+    The file is read by :func:`molpeg_plugins.checkpoints.safe_load` (allow-list of framework
+    classes); the model is then assembled the way ``MPNN.load_from_file`` does it.
+    """
+    from chemprop.models import MPNN
+
+    from molpeg_plugins.checkpoints import safe_load
+
+    ckpt = safe_load(path, trust=trust)
+    if not isinstance(ckpt, dict) or "hyper_parameters" not in ckpt or "state_dict" not in ckpt:
+        raise MolPegError(
+            f"{path}: not a Chemprop v2 model file (no hyper_parameters/state_dict); pass a "
+            "model saved by `chemprop train` (model_0/best.pt)"
+        )
+    hparams, state = dict(ckpt["hyper_parameters"]), dict(ckpt["state_dict"])
+    if hparams.get("metrics") is not None:
+        hparams["metrics"] = [
+            m if hasattr(m, "_defaults") else MPNN._rebuild_metric(m) for m in hparams["metrics"]
+        ]
+    predictor = dict(hparams["predictor"])
+    if predictor.get("criterion") is not None and not hasattr(predictor["criterion"], "_defaults"):
+        predictor["criterion"] = MPNN._rebuild_metric(predictor["criterion"])
+    hparams["predictor"] = predictor
+    for key in ("message_passing", "agg", "predictor"):
+        sub = dict(hparams[key])
+        hparams[key] = sub.pop("cls")(**sub)
+    state = MPNN._add_metric_task_weights_to_state_dict(state, hparams)
+    model = MPNN(**hparams)
+    model.load_state_dict(state)
+    model.eval()
+    model.output_columns = list(ckpt.get("output_columns") or [])
+    return model
+
+
+def _chemprop_batches(model: Any, smiles: Sequence[str], ok: np.ndarray, batch_size: int):  # type: ignore[no-untyped-def]
+    """Yield ``(positions, BatchMolGraph)`` for the valid SMILES."""
+    from chemprop.data import BatchMolGraph
+    from chemprop.featurizers import SimpleMoleculeMolGraphFeaturizer
+    from rdkit import Chem
+
+    if getattr(model, "X_d_transform", None) is not None and not isinstance(
+        model.X_d_transform, __import__("torch").nn.Identity
+    ):
+        raise ConfigError("models that need extra molecule descriptors (X_d) are not supported")
+    featurizer = SimpleMoleculeMolGraphFeaturizer()
+    idx = np.flatnonzero(ok)
+    for s in _chunks(len(idx), batch_size):
+        rows = idx[s]
+        graphs = [featurizer(Chem.MolFromSmiles(smiles[i])) for i in rows]
+        yield rows, BatchMolGraph(graphs)
+
+
+def chemprop_outputs(
+    model: Any,
+    smiles: Sequence[str],
+    *,
+    kind: Literal["embedding", "prediction"],
+    batch_size: int = 256,
+    progress: Progress | None = None,
+    stage: str = "model",
+) -> Features:
+    """Run a Chemprop model over SMILES: learned fingerprints or (sigmoid) predictions."""
+    import torch
+    from rdkit import Chem, RDLogger
+
+    RDLogger.DisableLog("rdApp.*")
+    ok = np.array([bool(s) and Chem.MolFromSmiles(s) is not None for s in smiles], dtype=bool)
+    out: np.ndarray | None = None
+    n = len(smiles)
+    with torch.inference_mode():
+        for rows, bmg in _chemprop_batches(model, smiles, ok, batch_size):
+            if kind == "embedding":
+                y = model.fingerprint(bmg)
+            else:
+                y = model(bmg)
+                if y.ndim == 3:  # multiclass / dirichlet heads: probability of the last class
+                    y = y[..., -1]
+            y = y.float().cpu().numpy()
+            if out is None:
+                out = np.zeros((n, y.shape[1]), dtype=np.float32)
+            out[rows] = y
+            if progress:
+                progress(stage, int(rows[-1]) + 1, n)
+    if out is None:
+        raise MolPegError("no valid SMILES to run the model on")
+    return Features(out, ok, packed=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Selection
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SourceSelection:
+    """Result of a source-pruning method.
+
+    Attributes:
+        method: ``"feature-mapping"`` or ``"label-mapping"``.
+        kept: sorted row positions (0-based data rows of the source file) that are kept.
+        num_source: data rows in the source file.
+        num_valid: source rows with a parsable SMILES.
+        invalid_rows: 0-based data rows whose SMILES RDKit could not parse.
+        target_invalid_rows: the same for the target file.
+        group_of: per source row, its group (feature mapping) or ``-1`` (invalid / none).
+        units: one dict per group (or task), in rank order: ``name``, ``size``, ``hits``
+            (target molecules mapped to it, or summed probability), ``rank``, ``kept``
+            (rows kept from it).
+        details: method-specific facts for the report.
+    """
+
+    method: str
+    kept: np.ndarray
+    num_source: int
+    num_valid: int
+    invalid_rows: list[int]
+    target_invalid_rows: list[int]
+    group_of: np.ndarray
+    units: list[dict[str, Any]]
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def kept_count(num: int, keep: float) -> int:
+    """Rows kept out of ``num`` for a kept fraction ``keep`` (the ``num_kept`` rounding rule)."""
+    from molpeg_plugins.config import num_kept
+
+    return num_kept(num, 1.0 - keep)
+
+
+def _check_keep(keep: float) -> None:
+    if not isinstance(keep, (int, float)) or math.isnan(keep) or not 0.0 < keep <= 1.0:
+        raise ConfigError(f"--keep {keep!r} must be in (0, 1]: the fraction of the source kept")
+
+
+def fill_by_rank(
+    members: Sequence[np.ndarray], order: Sequence[int], budget: int, seed: int
+) -> tuple[np.ndarray, list[int]]:
+    """Take whole units in ``order`` until ``budget`` rows; sample the boundary unit.
+
+    A row already taken through an earlier unit (label mapping: molecules measured in
+    several tasks) is not counted twice.
+
+    Returns:
+        The sorted kept rows and, per unit in ``order``, how many new rows it contributed.
+    """
+    rng = np.random.default_rng(seed)
+    taken: list[np.ndarray] = []
+    seen: set[int] | None = None
+    total = 0
+    added: list[int] = []
+    overlapping = sum(len(m) for m in members) != len(
+        np.unique(np.concatenate(list(members))) if len(members) else []
+    )
+    if overlapping:
+        seen = set()
+    for u in order:
+        rows = np.asarray(members[u], dtype=np.int64)
+        if seen is not None:
+            rows = np.array([r for r in rows.tolist() if r not in seen], dtype=np.int64)
+        room = budget - total
+        if room <= 0:
+            added.append(0)
+            continue
+        if len(rows) > room:
+            rows = np.sort(rng.choice(rows, size=room, replace=False))
+        taken.append(rows)
+        if seen is not None:
+            seen.update(rows.tolist())
+        total += len(rows)
+        added.append(len(rows))
+    kept = np.sort(np.concatenate(taken)) if taken else np.zeros(0, dtype=np.int64)
+    return kept, added
+
+
+def _kmeans(
+    feats: Features,
+    rows: np.ndarray,
+    k: int,
+    *,
+    seed: int,
+    batch_size: int,
+    max_updates: int,
+    progress: Progress | None,
+) -> Any:
+    """Mini-batch k-means fitted by streaming shuffled batches of ``rows``."""
+    from sklearn.cluster import MiniBatchKMeans
+
+    rng = np.random.default_rng(seed)
+    km = MiniBatchKMeans(
+        n_clusters=k, random_state=seed, batch_size=batch_size, n_init=1, reassignment_ratio=0.01
+    )
+    batches_per_pass = max(1, math.ceil(len(rows) / batch_size))
+    passes = max(1, min(20, math.ceil(max_updates / batches_per_pass)))
+    total = passes * batches_per_pass
+    done = 0
+    for _ in range(passes):
+        order = rng.permutation(rows)
+        # the first batch seeds k-means++: give it at least 3k rows when there are that many
+        first = max(batch_size, 3 * k)
+        bounds = [0, *range(first, len(order), batch_size), len(order)]
+        for a, b in itertools.pairwise(bounds):
+            if b <= a:
+                continue
+            km.partial_fit(feats.dense(np.sort(order[a:b])))
+            done += 1
+            if progress:
+                progress("k-means", min(done, total), total)
+    return km
+
+
+def _assign(
+    km: Any, feats: Features, chunk: int, progress: Progress | None, stage: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest centre and squared distance to it for every valid row (``-1`` if invalid)."""
+    n = len(feats.valid)
+    labels = np.full(n, -1, dtype=np.int32)
+    dist = np.full(n, np.nan, dtype=np.float32)
+    centres = km.cluster_centers_.astype(np.float32)
+    c2 = (centres**2).sum(1)
+    for s in _chunks(n, chunk):
+        ok = feats.valid[s]
+        if ok.any():
+            x = feats.dense(s)[ok]
+            d2 = c2[None, :] - 2.0 * x @ centres.T + (x**2).sum(1, keepdims=True)
+            lab = d2.argmin(1)
+            labels[s][ok] = lab
+            dist_s = dist[s]
+            dist_s[ok] = np.maximum(d2[np.arange(len(lab)), lab], 0.0)
+        if progress:
+            progress(stage, s.stop, n)
+    return labels, dist
+
+
+def feature_mapping(
+    source_smiles: Sequence[str],
+    target_smiles: Sequence[str],
+    keep: float,
+    *,
+    groups: int = 100,
+    features: GroupFeatures = "morgan",
+    checkpoint: str | Path | None = None,
+    trust_checkpoint: bool = False,
+    radius: int = 2,
+    n_bits: int = 1024,
+    chunk_size: int = 20_000,
+    batch_size: int = 2048,
+    max_updates: int = 100,
+    workers: int = 1,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> SourceSelection:
+    """Label-free source pruning: keep the source groups the target molecules fall into.
+
+    Args:
+        source_smiles: source SMILES, one per data row.
+        target_smiles: downstream SMILES.
+        keep: fraction of the source rows kept, in ``(0, 1]``.
+        groups: number of k-means groups.
+        features: ``"morgan"`` (molecule fingerprints), ``"scaffold"`` (fingerprints of the
+            Bemis–Murcko scaffolds: molecules sharing a scaffold share a group) or
+            ``"embedding"`` (a Chemprop model's learned fingerprint; needs ``checkpoint``).
+        checkpoint: Chemprop model file for ``"embedding"``.
+        trust_checkpoint: load the checkpoint without the allow-list.
+        radius, n_bits: Morgan fingerprint parameters.
+        chunk_size: molecules featurised / assigned per chunk.
+        batch_size: k-means mini-batch size.
+        max_updates: k-means updates to aim for (small sets get several passes, at most 20).
+        workers: processes for the fingerprints.
+        seed: seeds k-means and the sampling of the boundary group.
+        progress: ``progress(stage, done, total)`` callback.
+
+    Returns:
+        The selection; groups are ranked by target hits, ties broken by the distance from
+        the group centre to its nearest target molecule (closest first).
+    """
+    _check_keep(keep)
+    if checkpoint is not None and features != "embedding":
+        features = "embedding"
+    if groups < 1:
+        raise ConfigError(f"--groups {groups} must be at least 1")
+
+    def featurise(smiles: Sequence[str], stage: str) -> Features:
+        if features == "embedding":
+            return chemprop_outputs(model, smiles, kind="embedding", progress=progress, stage=stage)
+        return morgan_features(
+            smiles,
+            radius=radius,
+            n_bits=n_bits,
+            scaffold=features == "scaffold",
+            chunk_size=chunk_size,
+            workers=workers,
+            progress=progress,
+            stage=stage,
+        )
+
+    model = None
+    if features == "embedding":
+        if checkpoint is None:
+            raise ConfigError("features='embedding' needs a --checkpoint (a Chemprop model file)")
+        model = load_chemprop_model(checkpoint, trust=trust_checkpoint)
+    elif features not in ("morgan", "scaffold"):
+        raise ConfigError(f"unknown group features {features!r}: morgan, scaffold or embedding")
+
+    src = featurise(source_smiles, "source features")
+    valid_rows = np.flatnonzero(src.valid)
+    if len(valid_rows) == 0:
+        raise MolPegError("no source SMILES could be parsed by RDKit")
+    k = min(groups, len(valid_rows))
+    tgt = featurise(target_smiles, "target features")
+    if not tgt.valid.any():
+        raise MolPegError("no target SMILES could be parsed by RDKit")
+    km = _kmeans(
+        src, valid_rows, k, seed=seed, batch_size=batch_size, max_updates=max_updates,
+        progress=progress,
+    )  # fmt: skip
+    labels, _ = _assign(km, src, chunk_size, progress, "assign source")
+    t_labels, _ = _assign(km, tgt, chunk_size, progress, "assign target")
+    hits = np.bincount(t_labels[t_labels >= 0], minlength=k)
+    sizes = np.bincount(labels[labels >= 0], minlength=k)
+    # tie-break: squared distance from each centre to its nearest target molecule
+    centres = km.cluster_centers_.astype(np.float32)
+    t = tgt.dense(np.flatnonzero(tgt.valid))
+    nearest = np.full(k, np.inf, dtype=np.float64)
+    for s in _chunks(len(t), 4096):
+        x = t[s]
+        d2 = (centres**2).sum(1)[:, None] - 2.0 * centres @ x.T + (x**2).sum(1)[None, :]
+        nearest = np.minimum(nearest, d2.min(1))
+    order = sorted((g for g in range(k) if sizes[g] > 0), key=lambda g: (-hits[g], nearest[g], g))
+    members_sorted = np.argsort(labels, kind="stable")
+    bounds = np.searchsorted(labels[members_sorted], np.arange(k + 1))
+    members = [members_sorted[bounds[g] : bounds[g + 1]] for g in range(k)]
+    budget = kept_count(len(valid_rows), keep)
+    kept, added = fill_by_rank(members, order, budget, seed)
+    units = [
+        {
+            "name": f"group_{g}",
+            "group": int(g),
+            "rank": r,
+            "size": int(sizes[g]),
+            "hits": int(hits[g]),
+            "nearest_target_sq_distance": float(max(nearest[g], 0.0)),
+            "kept": int(n_added),
+        }
+        for r, (g, n_added) in enumerate(zip(order, added, strict=True))
+    ]
+    return SourceSelection(
+        method="feature-mapping",
+        kept=kept,
+        num_source=len(source_smiles),
+        num_valid=len(valid_rows),
+        invalid_rows=np.flatnonzero(~src.valid).tolist(),
+        target_invalid_rows=np.flatnonzero(~tgt.valid).tolist(),
+        group_of=labels,
+        units=units,
+        details={
+            "features": features,
+            "groups": int(k),
+            "groups_hit": int((hits > 0).sum()),
+            "groups_kept_whole": int(sum(1 for u in units if u["kept"] == u["size"] > 0)),
+            "target_molecules_in_kept_groups": int(sum(u["hits"] for u in units if u["kept"] > 0)),
+            "target_valid": int(tgt.valid.sum()),
+            "kmeans_inertia_last_batch": float(getattr(km, "inertia_", float("nan"))),
+            "radius": radius if features != "embedding" else None,
+            "n_bits": n_bits if features != "embedding" else None,
+            "checkpoint": str(checkpoint) if checkpoint else None,
+        },
+    )
+
+
+def _label_matrix(path: Path, values: dict[str, list[str]], tasks: Sequence[str]) -> np.ndarray:
+    """``(rows, tasks)`` boolean matrix: True where the task's label is present (measured)."""
+    measured = np.zeros((len(values[tasks[0]]), len(tasks)), dtype=bool)
+    for j, task in enumerate(tasks):
+        col = values[task]
+        for i, v in enumerate(col):
+            v = v.strip()
+            if not v or v.lower() in ("nan", "na", "none", "null"):
+                continue
+            try:
+                float(v)
+            except ValueError:
+                raise MolPegError(
+                    f"{path}, data row {i}, column {task!r}: label {v!r} is not a number; "
+                    "leave missing labels empty or choose the task columns with --task-columns"
+                ) from None
+            measured[i, j] = True
+    return measured
+
+
+def task_columns(records: CsvRecords, smiles_col: str) -> list[str]:
+    """The label columns of a multitask source: every column except the SMILES that holds
+    only numbers or blanks (an identifier column like ``mol_id`` is left out)."""
+    tasks = []
+    for name in records.columns:
+        if name == smiles_col:
+            continue
+        col = records.values.get(name)
+        if col is None:
+            continue
+        ok = True
+        for v in col:
+            v = v.strip()
+            if v and v.lower() not in ("nan", "na", "none", "null"):
+                try:
+                    float(v)
+                except ValueError:
+                    ok = False
+                    break
+        if ok:
+            tasks.append(name)
+    return tasks
+
+
+def label_mapping(
+    source: CsvRecords,
+    smiles_col: str,
+    target_smiles: Sequence[str],
+    keep: float,
+    *,
+    checkpoint: str | Path,
+    tasks: Sequence[str] | None = None,
+    score: LabelScore = "probability",
+    trust_checkpoint: bool = False,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> SourceSelection:
+    """Supervised source pruning: keep the molecules measured in the tasks the target maps to.
+
+    Args:
+        source: the source CSV read with all columns (``read_records(..., extra_columns=None)``).
+        smiles_col: its SMILES column.
+        target_smiles: downstream SMILES.
+        keep: fraction of the source rows kept.
+        checkpoint: Chemprop model pretrained on the source tasks. If it stores
+            ``output_columns`` (as ``chemprop train`` does) its outputs are matched to the
+            source's task columns by name; otherwise it must have one output per task, in
+            column order.
+        tasks: the source's task columns (default: every numeric column).
+        score: ``"probability"`` sums each task's predicted probability over the target;
+            ``"argmax"`` counts the target molecules whose most probable task it is.
+        trust_checkpoint: load the checkpoint without the allow-list.
+        seed: seeds the sampling of the boundary task.
+        progress: ``progress(stage, done, total)`` callback.
+    """
+    _check_keep(keep)
+    if score not in ("probability", "argmax"):
+        raise ConfigError(f"unknown label-mapping score {score!r}: probability or argmax")
+    tasks = list(tasks) if tasks else task_columns(source, smiles_col)
+    if not tasks:
+        raise ConfigError(
+            f"{source.path}: no numeric task columns besides {smiles_col!r}; label mapping "
+            "needs a labelled multitask source"
+        )
+    model = load_chemprop_model(checkpoint, trust=trust_checkpoint)
+    out_cols = model.output_columns
+    if out_cols:
+        missing = [t for t in tasks if t not in out_cols]
+        if len(missing) == len(tasks):
+            raise ConfigError(
+                f"{checkpoint}: none of the source tasks is an output of the model (it predicts "
+                f"{', '.join(out_cols[:8])}…); give the model pretrained on this source"
+            )
+        tasks = [t for t in tasks if t in out_cols]
+        out_idx = [out_cols.index(t) for t in tasks]
+    else:
+        n_out = model.predictor.n_tasks
+        if n_out != len(tasks):
+            raise ConfigError(
+                f"{checkpoint}: the model has {n_out} outputs but the source has {len(tasks)} "
+                f"task columns ({', '.join(tasks[:6])}…); choose them with --task-columns"
+            )
+        out_idx = list(range(len(tasks)))
+    from rdkit import Chem, RDLogger
+
+    RDLogger.DisableLog("rdApp.*")
+    src_smiles = source.values[smiles_col]
+    valid = np.array([bool(s) and Chem.MolFromSmiles(s) is not None for s in src_smiles])
+    measured = _label_matrix(source.path, source.values, tasks) & valid[:, None]
+    pred = chemprop_outputs(model, target_smiles, kind="prediction", progress=progress)
+    probs = pred.data[pred.valid][:, out_idx]
+    if score == "probability":
+        strength = probs.sum(0).astype(np.float64)
+    else:
+        strength = np.bincount(probs.argmax(1), minlength=len(tasks)).astype(np.float64)
+    order = sorted(range(len(tasks)), key=lambda j: (-strength[j], j))
+    members = [np.flatnonzero(measured[:, j]) for j in range(len(tasks))]
+    measured_any = measured.any(1)
+    budget = kept_count(int(valid.sum()), keep)
+    kept, added = fill_by_rank(members, order, budget, seed)
+    units = [
+        {
+            "name": tasks[j],
+            "rank": r,
+            "size": len(members[j]),
+            "hits": float(strength[j]),
+            "mean_probability": float(probs[:, j].mean()),
+            "kept": int(n_added),
+        }
+        for r, (j, n_added) in enumerate(zip(order, added, strict=True))
+    ]
+    group_of = np.full(len(source), -1, dtype=np.int32)
+    for r, j in enumerate(order):  # a row's group = its best-ranked measured task
+        rows = members[j]
+        unset = rows[group_of[rows] < 0]
+        group_of[unset] = r
+    return SourceSelection(
+        method="label-mapping",
+        kept=kept,
+        num_source=len(source),
+        num_valid=int(valid.sum()),
+        invalid_rows=np.flatnonzero(~valid).tolist(),
+        target_invalid_rows=np.flatnonzero(~pred.valid).tolist(),
+        group_of=group_of,
+        units=units,
+        details={
+            "score": score,
+            "tasks": len(tasks),
+            "top_tasks": [tasks[j] for j in order[:5]],
+            "rows_measured_in_any_task": int(measured_any.sum()),
+            "budget_limited_by_measured": bool(measured_any.sum() < budget),
+            "target_valid": int(pred.valid.sum()),
+            "checkpoint": str(checkpoint),
+        },
+    )
+
+
+def random_selection(num: int, keep: float, seed: int = 0) -> np.ndarray:
+    """A seeded random subset of ``range(num)`` of the same size (the baseline)."""
+    _check_keep(keep)
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(num, size=kept_count(num, keep), replace=False))
