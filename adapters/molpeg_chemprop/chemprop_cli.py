@@ -1,0 +1,385 @@
+"""``chemprop train --plugin molpeg``: MolPeg in the user's own ``chemprop`` command.
+
+Chemprop has no plugin mechanism, so molpeg patches its command line when — and only when —
+``chemprop.cli.main`` is imported by a process whose command line contains ``--plugin``
+(see :mod:`molpeg_chemprop.autohook`, imported at start-up through ``molpeg-chemprop.pth``).
+The patch:
+
+* adds a ``molpeg`` option group to ``chemprop train`` (``--plugin``, ``--prune-ratio``,
+  ``--prune-strategy``, ``--ema-momentum``, ``--prune-warmup-epochs``,
+  ``--prune-anneal-epochs``, ``--prune-rescale``, ``--prune-seed``, ``--keep-invalid-smiles``,
+  ``--trust-checkpoint``);
+* removes those options from the namespace before Chemprop writes ``config.toml``, so that
+  ``chemprop train --config-path`` on that file works with or without molpeg;
+* vets ``--checkpoint``/``--from-foundation``/``--model-frzn`` files with molpeg's safe loader
+  before Chemprop's own ``torch.load(weights_only=False)`` sees them;
+* skips rows with invalid SMILES (reported by row number) instead of crashing;
+* adds :class:`~molpeg_chemprop.callback.MolPegCallback` to the training ``pl.Trainer``.
+
+The explicit form ``molpeg chemprop train …`` calls :func:`run_train` with the same options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+from typing import Any
+
+from molpeg_plugins.errors import MolPegError, UnknownNameError
+
+log = logging.getLogger(__name__)
+
+DISABLE_ENV = "MOLPEG_DISABLE_CHEMPROP_HOOK"
+"""Set to ``1`` to make ``chemprop`` ignore molpeg entirely."""
+
+PLUGIN_NAMES = ("molpeg",)
+_PATCHED = "_molpeg_patched"
+
+# dest → (flags, argparse options); defaults mirror PruneConfig
+OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
+    "plugin": (
+        ("--plugin",),
+        {"default": None, "help": "Training plugin to activate: 'molpeg' (data pruning)."},
+    ),
+    "prune_ratio": (
+        ("--prune-ratio",),
+        {"type": float, "default": 0.6, "help": "Fraction of molecules pruned per epoch."},
+    ),
+    "prune_strategy": (
+        ("--prune-strategy",),
+        {"default": "molpeg", "help": "Pruning strategy (`molpeg strategies` lists them)."},
+    ),
+    "ema_momentum": (
+        ("--ema-momentum",),
+        {"type": float, "default": 0.5, "help": "β of the EMA reference model."},
+    ),
+    "prune_warmup_epochs": (
+        ("--prune-warmup-epochs",),
+        {"type": int, "default": 1, "help": "Leading epochs on all molecules."},
+    ),
+    "prune_anneal_epochs": (
+        ("--prune-anneal-epochs",),
+        {"type": int, "default": None, "help": "Trailing epochs on all molecules."},
+    ),
+    "prune_rescale": (
+        ("--prune-rescale",),
+        {"action": "store_true", "help": "Scale kept molecules' loss by N/kept."},
+    ),
+    "prune_seed": (
+        ("--prune-seed",),
+        {"type": int, "default": 0, "help": "Seed of the pruner's random choices."},
+    ),
+    "keep_invalid_smiles": (
+        ("--keep-invalid-smiles",),
+        {
+            "action": "store_true",
+            "help": "Do not skip invalid SMILES rows (Chemprop's strict behaviour: it crashes).",
+        },
+    ),
+    "trust_checkpoint": (
+        ("--trust-checkpoint",),
+        {"action": "store_true", "help": "Skip molpeg's safe-loading check of checkpoints."},
+    ),
+}
+
+
+def plugin_requested(argv: Sequence[str]) -> bool:
+    """Whether ``argv`` asks for a training plugin (``--plugin X`` or ``--plugin=X``)."""
+    return any(arg == "--plugin" or arg.startswith("--plugin=") for arg in argv)
+
+
+def hook_disabled() -> bool:
+    """Whether the environment switches the import hook off."""
+    return os.environ.get(DISABLE_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def on_import(module: ModuleType) -> None:
+    """Post-import hook for ``chemprop.cli.main``: patch it if ``--plugin`` was given."""
+    if hook_disabled() or not plugin_requested(sys.argv[1:]):
+        return
+    patch(module)
+
+
+def patch(main_module: ModuleType) -> None:
+    """Add molpeg's options to ``chemprop train`` and wrap its entry point (idempotent)."""
+    from chemprop.cli import train as train_module
+
+    if getattr(main_module, _PATCHED, False):
+        return
+    original_construct = main_module.construct_parser
+
+    def construct_parser() -> Any:
+        parser = original_construct()
+        add_options(train_module.TrainSubcommand.parser)
+        return parser
+
+    main_module.construct_parser = construct_parser
+    original_func = train_module.TrainSubcommand.func.__func__
+
+    def func(cls: Any, args: argparse.Namespace) -> None:
+        options = pop_options(args)
+        if options.plugin is None:
+            return original_func(cls, args)
+        try:
+            with activated(train_module, options, args):
+                return original_func(cls, args)
+        except MolPegError as exc:
+            print(f"chemprop train: error: {exc}", file=sys.stderr)
+            raise SystemExit(exc.exit_code) from None
+
+    train_module.TrainSubcommand.func = classmethod(func)
+    setattr(main_module, _PATCHED, True)
+
+
+def add_options(parser: Any) -> None:
+    """Add the ``molpeg`` option group to Chemprop's ``train`` sub-parser."""
+    if parser is None or getattr(parser, _PATCHED, False):
+        return
+    group = parser.add_argument_group("molpeg data pruning (--plugin molpeg)")
+    parser._molpeg_actions = [
+        group.add_argument(*flags, dest=dest, **kwargs) for dest, (flags, kwargs) in OPTIONS.items()
+    ]
+    setattr(parser, _PATCHED, True)
+
+
+def pop_options(args: argparse.Namespace) -> SimpleNamespace:
+    """Remove molpeg's options from Chemprop's namespace and return them."""
+    values = {dest: getattr(args, dest, OPTIONS[dest][1].get("default")) for dest in OPTIONS}
+    for dest in OPTIONS:
+        if hasattr(args, dest):
+            delattr(args, dest)
+    return SimpleNamespace(**values)
+
+
+def prune_config(options: SimpleNamespace) -> Any:
+    """The :class:`~molpeg_plugins.PruneConfig` the command-line options describe."""
+    from molpeg_plugins import PruneConfig
+
+    return PruneConfig(
+        prune_ratio=options.prune_ratio,
+        strategy=options.prune_strategy,
+        ema_momentum=options.ema_momentum,
+        warmup_epochs=options.prune_warmup_epochs,
+        anneal_epochs=options.prune_anneal_epochs,
+        rescale=options.prune_rescale,
+        seed=options.prune_seed,
+    )
+
+
+@contextlib.contextmanager
+def activated(
+    train_module: ModuleType, options: SimpleNamespace, args: argparse.Namespace
+) -> Iterator[None]:
+    """Run Chemprop's ``train`` with MolPeg: validated options, vetted files, pruning trainer."""
+    from molpeg_plugins.plugins import get_plugin_manager
+
+    if options.plugin not in PLUGIN_NAMES:
+        raise UnknownNameError("plugin", options.plugin, PLUGIN_NAMES)
+    pm = get_plugin_manager()
+    config = prune_config(options)
+    pm.strategy_class(config.strategy)
+    if getattr(args, "class_balance", False):
+        raise MolPegError(
+            "--class-balance cannot be combined with --plugin molpeg (both choose the "
+            "molecules of an epoch); drop one of them"
+        )
+    if not options.trust_checkpoint:
+        vet_model_files(args, pm)
+    saved: dict[str, Any] = {}
+
+    def swap(name: str, value: Any) -> None:
+        saved[name] = getattr(train_module, name)
+        setattr(train_module, name, value)
+
+    swap("pl", _PruningLightning(train_module.pl, config, pm))
+    swap("save_config", _config_without_molpeg(train_module.save_config))
+    with tempfile.TemporaryDirectory(prefix="molpeg-") as tmp:
+        if not options.keep_invalid_smiles:
+            swap("build_data_from_files", _skipping_invalid(train_module, args, Path(tmp)))
+        try:
+            yield
+        finally:
+            for name, value in saved.items():
+                setattr(train_module, name, value)
+
+
+def vet_model_files(args: argparse.Namespace, pm: Any) -> None:
+    """Check every model file Chemprop is about to unpickle against molpeg's allow-list."""
+    from chemprop.cli.common import find_models
+
+    from molpeg_plugins.checkpoints import vet_checkpoint
+
+    paths: list[Path] = []
+    if getattr(args, "checkpoint", None):
+        paths += [Path(p) for p in find_models(args.checkpoint)]
+    for name in ("from_foundation", "model_frzn"):
+        value = getattr(args, name, None)
+        if value is not None and Path(value).exists():
+            paths.append(Path(value))
+    for path in paths:
+        vet_checkpoint(path, plugin_manager=pm)
+
+
+class _PruningLightning:
+    """Stands in for ``lightning.pytorch`` inside ``chemprop.cli.train``.
+
+    Everything is the real module except ``Trainer``: the training trainer (the one given
+    ``max_epochs``) gets a fresh :class:`MolPegCallback`, data reloads every epoch and no
+    distributed-sampler replacement (the pruning sampler shards itself).
+    """
+
+    def __init__(self, pl: ModuleType, config: Any, pm: Any) -> None:
+        self._pl, self._config, self._pm = pl, config, pm
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pl, name)
+
+    def Trainer(self, *args: Any, **kwargs: Any) -> Any:  # noqa: N802 (mirrors pl.Trainer)
+        """Build ``pl.Trainer``; add MolPeg to the one that trains."""
+        from molpeg_chemprop.callback import MolPegCallback
+
+        if "max_epochs" in kwargs:
+            callbacks = list(kwargs.get("callbacks") or [])
+            callbacks.append(MolPegCallback(self._config, plugin_manager=self._pm))
+            kwargs["callbacks"] = callbacks
+            kwargs["reload_dataloaders_every_n_epochs"] = 1
+            kwargs["use_distributed_sampler"] = False
+        return self._pl.Trainer(*args, **kwargs)
+
+
+def _config_without_molpeg(save_config: Any) -> Any:
+    def save(parser: Any, args: argparse.Namespace, config_path: Path) -> None:
+        ours = set(map(id, getattr(parser, "_molpeg_actions", [])))
+        actions = parser._actions
+        parser._actions = [a for a in actions if id(a) not in ours]
+        try:
+            save_config(parser, args, config_path)
+        finally:
+            parser._actions = actions
+
+    return save
+
+
+def _skipping_invalid(train_module: ModuleType, args: argparse.Namespace, tmp: Path) -> Any:
+    original = train_module.build_data_from_files
+
+    def build(p_data: Any, **kwargs: Any) -> Any:
+        clean = filter_invalid_smiles(
+            Path(p_data),
+            smiles_cols=kwargs.get("smiles_cols"),
+            no_header_row=kwargs.get("no_header_row", False),
+            keep_h=kwargs.get("keep_h", False),
+            add_h=kwargs.get("add_h", False),
+            ignore_stereo=kwargs.get("ignore_stereo", False),
+            reorder_atoms=kwargs.get("reorder_atoms", False),
+            out_dir=tmp,
+            row_aligned_files=[
+                kwargs.get(k)
+                for k in ("p_descriptors", "p_atom_feats", "p_bond_feats", "p_atom_descs")
+            ]
+            + [getattr(args, "splits_file", None)],
+        )
+        return original(clean, **kwargs)
+
+    return build
+
+
+def filter_invalid_smiles(
+    path: Path,
+    *,
+    smiles_cols: Sequence[str] | None,
+    no_header_row: bool = False,
+    keep_h: bool = False,
+    add_h: bool = False,
+    ignore_stereo: bool = False,
+    reorder_atoms: bool = False,
+    out_dir: Path,
+    row_aligned_files: Sequence[Any] = (),
+) -> Path:
+    """Return ``path`` or, if some SMILES do not parse, a copy without those rows.
+
+    Molecules are built exactly as Chemprop builds them (``chemprop.utils.make_mol`` with
+    the run's hydrogen/stereo options). Each skipped row is reported on stderr as
+    ``FILE: row R (line L): invalid SMILES 'S' in column C, skipped``; data row ``R`` counts
+    from 1 after the header, ``L`` is the line in the file. Every valid row is kept verbatim.
+
+    Raises:
+        MolPegError: rows would be skipped, but another file (descriptors, atom features,
+            splits) is aligned to the rows of ``path``.
+    """
+    import pandas as pd
+    from chemprop.utils import make_mol
+    from rdkit import RDLogger
+
+    frame = pd.read_csv(
+        path, header=None if no_header_row else 0, dtype=str, keep_default_na=False
+    )
+    columns = list(smiles_cols) if smiles_cols else [frame.columns[0]]
+    bad: list[tuple[int, str, str]] = []
+    RDLogger.DisableLog("rdApp.*")
+    try:
+        for row, values in enumerate(frame[columns].itertuples(index=False, name=None)):
+            for column, smi in zip(columns, values, strict=True):
+                try:
+                    make_mol(smi, keep_h, add_h, ignore_stereo, reorder_atoms)
+                except Exception:
+                    bad.append((row, str(column), smi))
+                    break
+    finally:
+        RDLogger.EnableLog("rdApp.*")
+    if not bad:
+        return path
+    offset = 1 if no_header_row else 2
+    for row, column, smi in bad:
+        print(
+            f"{path}: row {row + 1} (line {row + offset}): invalid SMILES {smi!r} in column "
+            f"{column!r}, skipped",
+            file=sys.stderr,
+        )
+    print(
+        f"{path}: skipped {len(bad)} of {len(frame)} rows with invalid SMILES "
+        "(pass --keep-invalid-smiles for Chemprop's strict behaviour)",
+        file=sys.stderr,
+    )
+    if any(f for f in row_aligned_files):
+        raise MolPegError(
+            f"{path}: {len(bad)} rows have invalid SMILES (first: row {bad[0][0] + 1}) but a "
+            "descriptor/feature/splits file is aligned to the rows of this file; remove those "
+            "rows from all files"
+        )
+    keep = frame.drop(index=[row for row, _, _ in bad])
+    out = out_dir / path.name
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    keep.to_csv(tmp, index=False, header=not no_header_row)
+    os.replace(tmp, out)
+    return out
+
+
+def run_train(argv: Sequence[str]) -> int:
+    """Run ``chemprop train --plugin molpeg ARGV`` in this process (the explicit form).
+
+    Returns the exit status.
+    """
+    import chemprop.cli.main as main_module
+
+    args = list(argv)
+    if not plugin_requested(args):
+        args = ["--plugin", "molpeg", *args]
+    patch(main_module)
+    saved = sys.argv
+    sys.argv = ["chemprop", "train", *args]
+    try:
+        main_module.main()
+    except SystemExit as exc:
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    finally:
+        sys.argv = saved
+    return 0
