@@ -44,7 +44,7 @@ class _StrategyWithPth:
     def __exit__(self, *exc: object) -> object:
         return self.inner.__exit__(*exc)
 
-    def __call__(self, wheel, files, mapping) -> None:  # noqa: ANN001 (setuptools' signature)
+    def __call__(self, wheel, files, mapping) -> None:
         self.inner(wheel, files, mapping)
         wheel.writestr(PTH.name, PTH.read_bytes())
 
@@ -56,7 +56,7 @@ class EditableWheelWithPth(editable_wheel):
     not package files are dropped, so the hook file is added to the wheel here.
     """
 
-    def _select_strategy(self, name, tag, build_lib):  # noqa: ANN001, ANN202
+    def _select_strategy(self, name, tag, build_lib):
         return _StrategyWithPth(super()._select_strategy(name, tag, build_lib))
 
 

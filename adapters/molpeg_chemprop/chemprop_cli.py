@@ -241,7 +241,7 @@ class _PruningLightning:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._pl, name)
 
-    def Trainer(self, *args: Any, **kwargs: Any) -> Any:  # noqa: N802 (mirrors pl.Trainer)
+    def Trainer(self, *args: Any, **kwargs: Any) -> Any:
         """Build ``pl.Trainer``; add MolPeg to the one that trains."""
         from molpeg_chemprop.callback import MolPegCallback
 
@@ -318,9 +318,7 @@ def filter_invalid_smiles(
     from chemprop.utils import make_mol
     from rdkit import RDLogger
 
-    frame = pd.read_csv(
-        path, header=None if no_header_row else 0, dtype=str, keep_default_na=False
-    )
+    frame = pd.read_csv(path, header=None if no_header_row else 0, dtype=str, keep_default_na=False)
     columns = list(smiles_cols) if smiles_cols else [frame.columns[0]]
     bad: list[tuple[int, str, str]] = []
     RDLogger.DisableLog("rdApp.*")
