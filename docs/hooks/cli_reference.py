@@ -1,0 +1,60 @@
+"""MkDocs hook: generate the command-line reference from the Typer application.
+
+A page containing the line ``<!-- molpeg-cli-reference -->`` gets it replaced, before the
+Markdown is parsed, by the Markdown that ``typer … utils docs`` would print for the
+``molpeg`` app (every command, argument, option and default), so the reference cannot drift
+from the code. Rich markup in epilogs (``[bold]…[/bold]``) becomes Markdown bold and indented
+example lines become a console block.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+MARKER = "<!-- molpeg-cli-reference -->"
+RICH_BOLD = re.compile(r"\[bold\](.*?)\[/bold\]")
+RICH_TAG = re.compile(r"\[/?(?:bold|italic|dim|red|green|yellow|cyan|blue)\]")
+
+
+def cli_markdown() -> str:
+    """The Markdown reference of the ``molpeg`` app, one heading per command."""
+    import typer
+    from typer.cli import get_docs_for_click
+
+    from molpeg_plugins.cli import app
+
+    command = typer.main.get_command(app)
+    ctx = typer.Context(command, info_name="molpeg")
+    text = get_docs_for_click(obj=command, ctx=ctx, name="molpeg", indent=1)
+    return tidy(text)
+
+
+def tidy(text: str) -> str:
+    """Turn Rich markup into Markdown and indented example lines into console blocks."""
+    out: list[str] = []
+    block: list[str] = []
+    in_fence = False
+    for line in text.splitlines():
+        if line.startswith("```"):
+            in_fence = not in_fence
+        example = line.startswith("  ") and line.strip() and line.lstrip()[:1] not in "*-"
+        if example and not in_fence:
+            block.append(line.strip())
+            continue
+        if block:
+            out += ["", "```console", *(f"$ {b}" for b in block), "```", ""]
+            block = []
+        if not in_fence:
+            line = RICH_TAG.sub("", RICH_BOLD.sub(r"**\1**", line))
+        out.append(line)
+    if block:
+        out += ["", "```console", *(f"$ {b}" for b in block), "```", ""]
+    return "\n".join(out) + "\n"
+
+
+def on_page_markdown(markdown: str, **kwargs: Any) -> str:
+    """Replace the marker with the generated reference."""
+    if MARKER not in markdown:
+        return markdown
+    return markdown.replace(MARKER, cli_markdown())

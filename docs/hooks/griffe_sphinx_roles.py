@@ -1,0 +1,109 @@
+"""Griffe extension: Sphinx roles and grouped parameters in molpeg's Google-style docstrings.
+
+molpeg's docstrings are Google style but refer to other objects with Sphinx roles
+(``:class:`Pruner```, ``:meth:`Pruner.end_epoch```, ``:func:`~molpeg_plugins.config.num_kept```).
+Markdown would print those roles literally. This extension, loaded by mkdocstrings
+(``extensions:`` in ``mkdocs.yml``), rewrites each role into an *optional* autorefs link:
+the name is resolved in the scope of the object that carries the docstring (its module's
+imports and members), and links to the API reference when that object is documented there.
+Names outside molpeg (``torch.utils.data.DistributedSampler``) stay as inline code.
+
+It also expands grouped entries of ``Args:``/``Attributes:`` sections, ``a, b: text``,
+into one entry per name, so each parameter is matched against the signature.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from typing import Any
+
+import griffe
+
+SECTION = re.compile(
+    r"^(?P<indent>\s*)(?:Args|Arguments|Parameters|Attributes|Keyword Args|Other Parameters):\s*$"
+)
+GROUPED = re.compile(r"^(?P<indent>\s+)(?P<names>\w+(?:,\s*\w+)+)(?P<rest>\s*(?:\([^)]*\))?:.*)$")
+ROLE = re.compile(r":(?:class|func|meth|mod|data|attr|exc|obj|py:\w+):`(?P<target>[^`]+)`")
+
+
+def _resolve(obj: griffe.Object, target: str) -> str | None:
+    """Full path of ``target`` seen from ``obj`` (``None`` if it cannot be resolved)."""
+    head, _, rest = target.partition(".")
+    for candidate in (target, head):
+        try:
+            resolved = obj.resolve(candidate)
+        except (griffe.NameResolutionError, AttributeError, KeyError, ValueError):
+            continue
+        return resolved if candidate == target else f"{resolved}.{rest}" if rest else resolved
+    if "." in target:  # already a full path, e.g. molpeg_plugins.strategies.base.Strategy
+        return target
+    return None
+
+
+def _rewrite(obj: griffe.Object, text: str) -> str:
+    def replace(match: re.Match[str]) -> str:
+        target = match.group("target").strip()
+        short = target.startswith("~")
+        target = target.lstrip("~").rstrip("()")
+        title = target.rsplit(".", 1)[-1] if short else target
+        code = f"<code>{html.escape(title)}</code>"
+        identifier = _resolve(obj, target)
+        if identifier is None or not identifier.startswith(("molpeg_plugins", "molpeg_")):
+            return code
+        return f'<autoref identifier="{html.escape(identifier)}" optional>{code}</autoref>'
+
+    return ROLE.sub(replace, text)
+
+
+def _split_groups(text: str) -> str:
+    """Repeat a grouped entry ``a, b: text`` (and its continuation lines) once per name."""
+    lines = text.splitlines()
+    out: list[str] = []
+    section_indent: int | None = None
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        header = SECTION.match(line)
+        if header:
+            section_indent = len(header.group("indent"))
+        elif (
+            line.strip()
+            and section_indent is not None
+            and len(line) - len(line.lstrip()) <= section_indent
+        ):
+            section_indent = None
+        match = GROUPED.match(line) if section_indent is not None else None
+        if not match:
+            out.append(line)
+            i += 1
+            continue
+        indent = len(match.group("indent"))
+        body = [match.group("rest")]
+        i += 1
+        while i < len(lines) and (
+            not lines[i].strip() or len(lines[i]) - len(lines[i].lstrip()) > indent
+        ):
+            body.append(lines[i])
+            i += 1
+        for name in re.split(r",\s*", match.group("names")):
+            out.append(f"{match.group('indent')}{name}{body[0]}")
+            out.extend(body[1:])
+    return "\n".join(out)
+
+
+class SphinxRoles(griffe.Extension):
+    """Rewrite Sphinx roles of every docstring once the whole package is loaded."""
+
+    def on_package(self, *, pkg: griffe.Module, **kwargs: Any) -> None:
+        """Walk the package and rewrite the docstrings of its own objects (not aliases)."""
+        stack: list[griffe.Object] = [pkg]
+        while stack:
+            obj = stack.pop()
+            if obj.docstring is not None and ":" in obj.docstring.value:
+                obj.docstring.value = _rewrite(obj, _split_groups(obj.docstring.value))
+            stack.extend(
+                member
+                for member in obj.members.values()
+                if not member.is_alias and isinstance(member, griffe.Object)
+            )
