@@ -543,6 +543,12 @@ class KMeansPrototypes(StaticStrategy):
         return Selection(self._keep_unseen_then(num_keep, generator, choose))
 
     def _cluster(self, x: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """Cluster labels and distance to the own centroid of every row of ``x``.
+
+        Sparse inputs (fingerprints, a few % of bits set) are clustered as a CSR matrix,
+        which scikit-learn handles much faster than the dense array.
+        """
+        from scipy import sparse
         from sklearn.cluster import KMeans, MiniBatchKMeans
 
         n = x.shape[0]
@@ -555,9 +561,18 @@ class KMeansPrototypes(StaticStrategy):
             model = MiniBatchKMeans(clusters, random_state=seed, n_init=3, batch_size=4096)
         else:
             model = KMeans(clusters, random_state=seed, n_init=1)
-        labels = model.fit_predict(x)
+        data = sparse.csr_matrix(x) if np.count_nonzero(x) < 0.1 * x.size else x
+        labels = model.fit_predict(data)
         centres = model.cluster_centers_.astype(np.float32)
-        distance = np.sqrt(((x - centres[labels]) ** 2).sum(axis=1))
+        # ‖x − c‖² = ‖x‖² − 2⟨x, c⟩ + ‖c‖², without materialising c[labels] for sparse x
+        rows = np.arange(n)
+        dot = np.asarray(data @ centres.T)[rows, labels]
+        sq = (
+            np.asarray(data.multiply(data).sum(axis=1)).ravel()
+            if sparse.issparse(data)
+            else ((x * x).sum(axis=1))
+        )
+        distance = np.sqrt(np.maximum(sq - 2.0 * dot + (centres**2).sum(axis=1)[labels], 0.0))
         return labels, distance
 
 
