@@ -26,11 +26,19 @@ class UnsafeCheckpointError(MolPegError):
 
 
 def _qualified(obj: Any) -> str:
+    if isinstance(obj, tuple):  # (replacement, "module.Name"): load Name as replacement
+        return obj[1]
     return f"{obj.__module__}.{obj.__qualname__}"
 
 
 def allowed_globals(plugin_manager: Any = None) -> list[Any]:
-    """The union of what every plugin's ``molpeg_safe_globals`` hook allows."""
+    """The union of what every plugin's ``molpeg_safe_globals`` hook allows.
+
+    An entry is a class/function, or a ``(replacement, "module.Name")`` pair (as accepted by
+    ``torch.serialization.safe_globals``) that loads ``module.Name`` as ``replacement`` —
+    e.g. Lightning's ``AttributeDict`` as a plain ``dict``, which the weights-only
+    unpickler can fill.
+    """
     from molpeg_plugins.plugins import get_plugin_manager
 
     pm = plugin_manager or get_plugin_manager()
