@@ -78,11 +78,28 @@ class NoamSchedule:
         return self.final_lr / self.init_lr
 
 
+def _task_of(model: Any) -> str | None:
+    """``"classification"`` or ``"regression"`` from a Chemprop MPNN's predictor (else None)."""
+    from chemprop.nn.predictors import (
+        BinaryClassificationFFNBase,
+        MulticlassClassificationFFN,
+        RegressionFFN,
+    )
+
+    predictor = getattr(model, "predictor", None)
+    if isinstance(predictor, (BinaryClassificationFFNBase, MulticlassClassificationFFN)):
+        return "classification"
+    if isinstance(predictor, RegressionFFN):
+        return "regression"
+    return None
+
+
 def _rng_state() -> dict[str, Any]:
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
     state = {
         "torch": torch.get_rng_state(),
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -92,7 +109,8 @@ def _rng_state() -> dict[str, Any]:
 def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
@@ -139,6 +157,7 @@ class MolPegCallback(pl.Callback):
         self._batch: dict[str, Any] | None = None
         self._step_before = 0
         self._criterion_patched: Any = None
+        self._task: str | None = None
 
     @property
     def state_key(self) -> str:
@@ -157,6 +176,7 @@ class MolPegCallback(pl.Callback):
                 f"MolPegCallback trains Chemprop MPNN models; got {type(pl_module).__name__}"
             )
         check_per_sample_criterion(criterion)
+        self._task = _task_of(pl_module)
         if trainer.reload_dataloaders_every_n_epochs != 1:
             trainer.reload_dataloaders_every_n_epochs = 1
         # the pruning sampler shards itself across ranks; Lightning must not wrap it
@@ -220,6 +240,7 @@ class MolPegCallback(pl.Callback):
             total_epochs=total,
             device=device,
             plugin_manager=self.pm,
+            task=self._task,
         )
         if "pruner" in self._stash:
             self.pruner.load_state_dict(self._stash.pop("pruner"))

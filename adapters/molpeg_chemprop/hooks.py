@@ -132,9 +132,10 @@ def molpeg_safe_globals() -> list[Any]:
     """Classes a Chemprop v2 model file or Lightning checkpoint may contain.
 
     Every class of :mod:`chemprop.nn` (message passing, aggregation, predictors, metrics,
-    transforms), PyTorch's activation/identity/dropout modules, the torchmetrics helpers a
-    pickled metric references and Lightning's ``AttributeDict`` (the hyper-parameters).
-    Nothing that runs code on load.
+    transforms), PyTorch's activation/identity/dropout modules and the torchmetrics helpers a
+    pickled metric references. Lightning's ``AttributeDict`` (the hyper-parameters) is
+    loaded as a plain ``dict`` (``(dict, name)`` pair), because the weights-only unpickler
+    can only fill real dicts. Nothing that runs code on load.
     """
     try:
         import chemprop.nn
@@ -167,7 +168,7 @@ def molpeg_safe_globals() -> list[Any]:
         torchmetrics.utilities.data.dim_zero_sum,
         torchmetrics.utilities.data.dim_zero_mean,
         torchmetrics.metric.jit_distributed_available,
-        AttributeDict,
+        (dict, f"{AttributeDict.__module__}.{AttributeDict.__qualname__}"),
     ]
     return allowed
 

@@ -1,0 +1,278 @@
+"""The ``chemprop`` backend of ``molpeg prune``: a Chemprop MPNN trained with MolPeg.
+
+The model is Chemprop's default D-MPNN (bond message passing, mean aggregation, an FFN
+head), or — with ``--pretrained`` — the message-passing encoder and aggregation of a
+Chemprop model file with a new head for the job's tasks (what ``chemprop train
+--from-foundation`` does). Training is a Lightning ``Trainer`` with
+:class:`~molpeg_chemprop.callback.MolPegCallback`; the reported model is the epoch with the
+best validation ROC-AUC (classification) or RMSE (regression).
+
+Resume: Lightning writes ``checkpoints/last.ckpt`` (atomically) after every epoch; it holds
+the model, optimizer, LR schedule, loop counters, the pruner, the EMA reference, the RNG
+states and the history. ``job.resume`` continues from it and reproduces the uninterrupted
+run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from molpeg_plugins.atomic import atomic_path
+from molpeg_plugins.backend import Backend, FitJob, FitResult
+from molpeg_plugins.errors import ConfigError
+
+CHECKPOINT_DIR = "checkpoints"
+LAST_CHECKPOINT = "last.ckpt"
+MODEL_FILE = "model.pt"
+
+
+def job_fingerprint(job: FitJob) -> str:
+    """What a resume checkpoint must match: data, split, task and training options."""
+    h = hashlib.sha256()
+    for part in (
+        "\n".join(job.smiles),
+        np.asarray(job.train_idx).tobytes(),
+        np.asarray(job.val_idx).tobytes(),
+        np.nan_to_num(np.asarray(job.targets, dtype=float), nan=-999.0).tobytes(),
+        f"{job.task}|{job.epochs}|{job.batch_size}|{job.learning_rate}|{job.seed}|"
+        f"{job.pretrained}|{sorted(job.config.to_dict().items())}",
+    ):
+        h.update(part.encode() if isinstance(part, str) else part)
+    return h.hexdigest()
+
+
+def evaluate(task: str, predictions: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+    """Metrics of ``predictions`` (probabilities or values) against ``targets`` (nan = missing).
+
+    Classification: mean ``roc_auc`` and ``prc_auc`` over tasks with both classes;
+    regression: ``rmse`` and ``mae`` over all labels.
+    """
+    from sklearn import metrics
+
+    mask = np.isfinite(targets)
+    if not mask.any():
+        return {}
+    if task == "classification":
+        aucs, prcs = [], []
+        for t in range(targets.shape[1]):
+            m = mask[:, t]
+            y = targets[m, t]
+            if y.size and 0 < y.sum() < y.size:
+                aucs.append(metrics.roc_auc_score(y, predictions[m, t]))
+                prcs.append(metrics.average_precision_score(y, predictions[m, t]))
+        return {
+            "roc_auc": float(np.mean(aucs)) if aucs else math.nan,
+            "prc_auc": float(np.mean(prcs)) if prcs else math.nan,
+        }
+    err = predictions[mask] - targets[mask]
+    return {"rmse": float(np.sqrt(np.mean(err**2))), "mae": float(np.mean(np.abs(err)))}
+
+
+class ChempropBackend(Backend):
+    """Fine-tune a Chemprop v2 MPNN with pruning inside Chemprop's Lightning loop."""
+
+    name = "chemprop"
+    description = (
+        "Chemprop v2 D-MPNN (Lightning) with MolPegCallback; --pretrained reuses an encoder."
+    )
+    requires = ("chemprop", "lightning")
+
+    def fit(self, job: FitJob) -> FitResult:
+        """Train with pruning, pick the best validation epoch, evaluate, save; see module doc."""
+        import chemprop
+        import lightning
+        import torch
+        from lightning import pytorch as pl
+        from lightning.pytorch.callbacks import ModelCheckpoint
+        from torch.serialization import safe_globals
+
+        from molpeg_chemprop.callback import MolPegCallback
+        from molpeg_chemprop.lightning_parts import AtomicCheckpointIO, HistoryCallback
+        from molpeg_plugins.checkpoints import vet_checkpoint
+
+        pm = job.plugin_manager
+        work = Path(job.work_dir)
+        work.mkdir(parents=True, exist_ok=True)
+        classification = job.task == "classification"
+        metric = "roc_auc" if classification else "rmse"
+        monitor = "val/roc" if classification else "val/rmse"
+
+        pl.seed_everything(job.seed, workers=True, verbose=False)
+        train, val, test, scaler = self._datasets(job)
+        model = self._model(job, train, scaler)
+        loaders = self._loaders(job, train, val, test)
+
+        fingerprint = job_fingerprint(job)
+        pruning = MolPegCallback(job.config, plugin_manager=pm)
+        reporter = HistoryCallback(pruning, pm, fingerprint)
+        ckpt_dir = work / CHECKPOINT_DIR
+        checkpointing = ModelCheckpoint(
+            ckpt_dir,
+            "best-{epoch}",
+            monitor=monitor if len(job.val_idx) else None,
+            mode="max" if classification else "min",
+            save_last=True,
+            save_top_k=1,
+        )
+        trainer = pl.Trainer(
+            max_epochs=job.epochs,
+            accelerator="gpu" if job.device.startswith("cuda") else "cpu",
+            devices=1,
+            logger=False,
+            callbacks=[pruning, reporter, checkpointing],
+            plugins=[AtomicCheckpointIO()],
+            enable_progress_bar=not job.quiet,
+            enable_model_summary=not job.quiet,
+            num_sanity_val_steps=0,
+            deterministic=True,
+            reload_dataloaders_every_n_epochs=1,
+            use_distributed_sampler=False,
+        )
+        last = ckpt_dir / LAST_CHECKPOINT
+        ckpt_path = None
+        if job.resume and last.is_file():
+            needed = vet_checkpoint(last, plugin_manager=pm)
+            with safe_globals(needed):
+                saved = torch.load(last, map_location="cpu", weights_only=True)
+            state = saved.get("callbacks", {}).get(HistoryCallback.KEY, {})
+            if state.get("fingerprint") != fingerprint:
+                raise ConfigError(
+                    f"{last}: cannot resume: the data, split or training options differ from "
+                    "the interrupted run; rerun without --resume to start over"
+                )
+            ckpt_path = last
+        train_loader, val_loader, test_loader = loaders
+        if ckpt_path is not None:
+            with safe_globals(vet_checkpoint(ckpt_path, plugin_manager=pm)):
+                trainer.fit(model, train_loader, val_loader, ckpt_path=ckpt_path, weights_only=True)
+        else:
+            trainer.fit(model, train_loader, val_loader)
+
+        best_path = checkpointing.best_model_path or checkpointing.last_model_path
+        if best_path:
+            with safe_globals(vet_checkpoint(best_path, plugin_manager=pm)):
+                best = torch.load(best_path, map_location="cpu", weights_only=True)
+            model.load_state_dict(best["state_dict"])
+            best_epoch = int(best["epoch"])
+        else:
+            best_epoch = job.epochs - 1
+        val_metrics = self._evaluate(trainer, model, val_loader, job, job.val_idx)
+        test_metrics = self._evaluate(trainer, model, test_loader, job, job.test_idx)
+
+        model_path = work / MODEL_FILE
+        with atomic_path(model_path) as tmp:
+            chemprop.models.save_model(tmp, model, list(job.target_names))
+        pruner = pruning.pruner
+        assert pruner is not None
+        final_kept = pruner.final_selection().cpu().numpy()
+        last.unlink(missing_ok=True)
+        return FitResult(
+            metric_name=metric,
+            best_epoch=best_epoch,
+            val_metrics=val_metrics,
+            test_metrics=test_metrics,
+            history=list(reporter.history),
+            pruner_state=pruner.state_dict(),
+            final_kept=np.sort(final_kept),
+            model_path=model_path,
+            versions={
+                "chemprop": chemprop.__version__,
+                "lightning": lightning.__version__,
+                "torch": torch.__version__,
+            },
+        )
+
+    # ------------------------------------------------------------------ pieces
+
+    @staticmethod
+    def _datasets(job: FitJob) -> tuple[Any, Any, Any, Any]:
+        from chemprop import data, featurizers
+
+        featurizer = featurizers.SimpleMoleculeMolGraphFeaturizer()
+        points = [
+            data.MoleculeDatapoint.from_smi(smi, np.asarray(y, dtype=float))
+            for smi, y in zip(job.smiles, job.targets, strict=True)
+        ]
+
+        def subset(idx: np.ndarray) -> Any:
+            return data.MoleculeDataset([points[i] for i in idx], featurizer)
+
+        train, val, test = subset(job.train_idx), subset(job.val_idx), subset(job.test_idx)
+        scaler = None
+        if job.task == "regression":
+            scaler = train.normalize_targets()
+            if len(val):
+                val.normalize_targets(scaler)
+        train.cache = True
+        val.cache = True
+        return train, val, test, scaler
+
+    @staticmethod
+    def _model(job: FitJob, train: Any, scaler: Any) -> Any:
+        from chemprop import models, nn
+        from chemprop.nn.transforms import UnscaleTransform
+
+        from molpeg_plugins.checkpoints import vet_checkpoint
+
+        n_tasks = int(np.asarray(job.targets).shape[1])
+        if job.pretrained is not None:
+            if not job.trust_checkpoint:
+                vet_checkpoint(job.pretrained, plugin_manager=job.plugin_manager)
+            foundation = models.MPNN.load_from_file(job.pretrained, map_location="cpu")
+            message_passing, agg = foundation.message_passing, foundation.agg
+        else:
+            message_passing, agg = nn.BondMessagePassing(), nn.MeanAggregation()
+        if job.task == "classification":
+            predictor = nn.BinaryClassificationFFN(
+                n_tasks=n_tasks, input_dim=message_passing.output_dim
+            )
+            metrics = [nn.BinaryAUROC()]
+        else:
+            predictor = nn.RegressionFFN(
+                n_tasks=n_tasks,
+                input_dim=message_passing.output_dim,
+                output_transform=UnscaleTransform.from_standard_scaler(scaler),
+            )
+            metrics = [nn.RMSE()]
+        max_lr = job.learning_rate or 1e-3
+        return models.MPNN(
+            message_passing,
+            agg,
+            predictor,
+            metrics=metrics,
+            init_lr=max_lr / 10,
+            max_lr=max_lr,
+            final_lr=max_lr / 10,
+        )
+
+    @staticmethod
+    def _loaders(job: FitJob, train: Any, val: Any, test: Any) -> tuple[Any, Any, Any]:
+        from chemprop import data
+
+        def loader(dataset: Any, shuffle: bool) -> Any:
+            if not len(dataset):
+                return None
+            return data.build_dataloader(
+                dataset, job.batch_size, shuffle=shuffle, seed=job.seed if shuffle else None
+            )
+
+        return loader(train, True), loader(val, False), loader(test, False)
+
+    @staticmethod
+    def _evaluate(
+        trainer: Any, model: Any, loader: Any, job: FitJob, idx: np.ndarray
+    ) -> dict[str, float]:
+        import torch
+
+        if loader is None:
+            return {}
+        preds = torch.cat(trainer.predict(model, dataloaders=loader))
+        if preds.ndim == 3:
+            preds = preds[..., 0]
+        targets = np.asarray(job.targets, dtype=float)[np.asarray(idx)]
+        return evaluate(job.task, preds.float().cpu().numpy(), targets)
