@@ -12,8 +12,12 @@ the job's work folder; ``job.resume`` continues from it and reproduces the unint
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import math
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +46,21 @@ def _run_fingerprint(job: FitJob) -> str:
     ):
         h.update(part.encode() if isinstance(part, str) else part)
     return h.hexdigest()
+
+
+@contextlib.contextmanager
+def _quiet(logs: bool) -> Iterator[None]:
+    """Hide DeepChem 2.8's own fit() tensor warning and, if ``logs``, its log lines."""
+    log = logging.getLogger("deepchem")
+    level = log.level
+    if logs:
+        log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad")
+            yield
+    finally:
+        log.setLevel(level)
 
 
 def _cpu_state(module: Any) -> dict[str, Any]:
@@ -92,6 +111,10 @@ class DeepChemBackend(Backend):
 
     def fit(self, job: FitJob) -> FitResult:
         """Train with pruning; see the class docstring."""
+        with _quiet(job.quiet):
+            return self._fit(job)
+
+    def _fit(self, job: FitJob) -> FitResult:
         import deepchem as dc
         import rdkit
         import torch
