@@ -35,6 +35,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
@@ -123,6 +124,9 @@ class MolPegCallback(pl.Callback):
             ``strategy="infobatch"`` …) are applied on top.
         reference_parameters: which parameters the EMA reference averages (regular
             expression on parameter names, e.g. ``"^message_passing"``; default all).
+        history_path: if given, a CSV file rewritten (atomically, on rank 0) after every
+            epoch with one row per epoch: ``epoch``, ``num_kept``, ``num_batches``, the
+            learning rate, the validation metrics and the score statistics.
         plugin_manager: where strategies are looked up and events are sent.
         **overrides: :class:`~molpeg_plugins.PruneConfig` fields.
 
@@ -137,6 +141,7 @@ class MolPegCallback(pl.Callback):
         config: PruneConfig | None = None,
         *,
         reference_parameters: str | None = None,
+        history_path: str | Path | None = None,
         plugin_manager: Any = None,
         **overrides: Any,
     ) -> None:
@@ -144,6 +149,8 @@ class MolPegCallback(pl.Callback):
         self.config = PruneConfig(**{**base, **overrides})
         self.pm = plugin_manager or get_plugin_manager()
         self.reference_parameters = reference_parameters
+        self.history_path = Path(history_path) if history_path is not None else None
+        self.history: list[dict[str, float]] = []
         self.pruner: Pruner | None = None
         self.reference: EMAReference | None = None
         self._loaders: dict[int, DataLoader] = {}
@@ -439,8 +446,37 @@ class MolPegCallback(pl.Callback):
             self._end_epoch(trainer, pl_module)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Select the next epoch if no batch did (an empty or cut-short epoch)."""
+        """Select the next epoch if no batch did; add the epoch to :attr:`history`."""
         self._end_epoch(trainer, pl_module)
+        assert self.pruner is not None
+        row = {k: float(v) for k, v in self.pruner.history[-1].items()}
+        row["num_batches"] = float(trainer.num_training_batches)
+        row["global_step"] = float(trainer.global_step)
+        if trainer.optimizers:
+            row["lr"] = float(trainer.optimizers[0].param_groups[0]["lr"])
+        for name, value in trainer.callback_metrics.items():
+            if name.startswith("val") and value.numel() == 1:
+                row[name] = float(value)
+        self.history = [h for h in self.history if h["epoch"] != row["epoch"]] + [row]
+        if self.history_path is not None and trainer.is_global_zero:
+            self._write_history()
+
+    def _write_history(self) -> None:
+        import csv
+
+        from molpeg_plugins.atomic import atomic_write
+
+        assert self.history_path is not None
+        columns: list[str] = []
+        for row in self.history:
+            columns += [k for k in row if k not in columns]
+
+        def write(handle: Any) -> None:
+            writer = csv.DictWriter(handle, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(self.history)
+
+        atomic_write(self.history_path, write, binary=False)
 
     def _end_epoch(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         assert self.pruner is not None
@@ -469,7 +505,7 @@ class MolPegCallback(pl.Callback):
 
     def state_dict(self) -> dict[str, Any]:
         """Pruner, reference and RNG state, saved in Lightning checkpoints for exact resume."""
-        state: dict[str, Any] = {"rng": _rng_state()}
+        state: dict[str, Any] = {"rng": _rng_state(), "history": list(self.history)}
         if self.pruner is not None:
             state["pruner"] = self.pruner.state_dict()
         if self.reference is not None:
@@ -479,6 +515,7 @@ class MolPegCallback(pl.Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` saved (applied once the pruner exists)."""
         self._stash = dict(state_dict)
+        self.history = list(self._stash.pop("history", []))
         if self.pruner is not None and "pruner" in self._stash:
             self.pruner.load_state_dict(self._stash.pop("pruner"))
         if self.reference is not None and "reference" in self._stash:

@@ -247,7 +247,12 @@ class _PruningLightning:
 
         if "max_epochs" in kwargs:
             callbacks = list(kwargs.get("callbacks") or [])
-            callbacks.append(MolPegCallback(self._config, plugin_manager=self._pm))
+            logger = kwargs.get("logger")
+            save_dir = getattr(logger, "save_dir", None)
+            history = Path(save_dir) / "molpeg_history.csv" if save_dir else None
+            callbacks.append(
+                MolPegCallback(self._config, plugin_manager=self._pm, history_path=history)
+            )
             kwargs["callbacks"] = callbacks
             kwargs["reload_dataloaders_every_n_epochs"] = 1
             kwargs["use_distributed_sampler"] = False
