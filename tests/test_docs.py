@@ -6,6 +6,8 @@ Convention (also described in ``docs/tutorials/index.md``):
   order, in a fresh temporary folder per page. Python blocks share one namespace, like the cells
   of a notebook; bash blocks run with ``bash -euo pipefail`` and this interpreter's ``bin``
   folder first on ``PATH`` (so ``molpeg``, ``chemprop`` and ``python`` are the tested ones).
+* A block with a ``title="path"`` (shown as a file name on the site) is a file: it is written to
+  that path in the page's folder instead of being executed.
 * A ``text`` block right after an executed block is its expected output: the block's standard
   output must equal it (trailing spaces ignored). ``console`` blocks are illustrations only.
 * The only way to leave a block out is an HTML comment on the line before it,
@@ -34,9 +36,10 @@ DOCS = ROOT / "docs"
 DATA = Path(__file__).parent / "data"
 
 FENCE = re.compile(
-    r"^(?P<indent>[ \t]*)```(?P<lang>[\w-]*)[^\n]*\n(?P<body>.*?)^(?P=indent)```[ \t]*$",
+    r"^(?P<indent>[ \t]*)```(?P<lang>[\w-]*)(?P<info>[^\n]*)\n(?P<body>.*?)^(?P=indent)```[ \t]*$",
     re.MULTILINE | re.DOTALL,
 )
+TITLE = re.compile(r'title="(?P<path>[^"]+)"')
 SKIP = re.compile(r"<!--\s*docs-test:\s*skip\s*(?P<reason>.*?)\s*-->\s*$")
 RUN_LANGS = ("python", "bash")
 
@@ -62,6 +65,7 @@ class Block:
     code: str
     skip_reason: str | None
     expected_output: str | None
+    file: str | None = None
 
 
 def blocks(path: Path) -> list[Block]:
@@ -71,7 +75,8 @@ def blocks(path: Path) -> list[Block]:
     matches = list(FENCE.finditer(text))
     for k, m in enumerate(matches):
         lang = m.group("lang")
-        if lang == "text" and found and found[-1].lang in RUN_LANGS:
+        title = TITLE.search(m.group("info"))
+        if lang == "text" and found and found[-1].lang in RUN_LANGS and not found[-1].file:
             between = text[matches[k - 1].end() : m.start()]
             if not between.strip():
                 found[-1].expected_output = textwrap.dedent(m.group("body"))
@@ -86,6 +91,7 @@ def blocks(path: Path) -> list[Block]:
                 code=textwrap.dedent(m.group("body")),
                 skip_reason=skip.group("reason") if skip else None,
                 expected_output=None,
+                file=title.group("path") if title else None,
             )
         )
     return found
@@ -95,7 +101,9 @@ def pages() -> list[str]:
     """Pages with at least one block to run (relative to ``docs/``)."""
     out = []
     for path in sorted(DOCS.rglob("*.md")):
-        if any(b.lang in RUN_LANGS and b.skip_reason is None for b in blocks(path)):
+        if any(
+            b.lang in RUN_LANGS and b.skip_reason is None and b.file is None for b in blocks(path)
+        ):
             out.append(str(path.relative_to(DOCS)))
     return out
 
@@ -140,10 +148,19 @@ def run_page(page: str, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> list[
     """Execute every block of ``page`` in ``workdir``; return the blocks that ran."""
     monkeypatch.chdir(workdir)
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setattr(sys, "path", list(sys.path))  # a page may add its own folders
+    modules_before = set(sys.modules)
     namespace: dict = {"__name__": "__docs__"}
     ran = []
     for block in blocks(DOCS / page):
-        if block.lang not in RUN_LANGS or block.skip_reason is not None:
+        if block.skip_reason is not None:
+            continue
+        if block.file is not None:
+            target = workdir / block.file
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(block.code, encoding="utf-8")
+            continue
+        if block.lang not in RUN_LANGS:
             continue
         if block.lang == "python":
             output = _run_python(block, namespace)
@@ -154,6 +171,11 @@ def run_page(page: str, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> list[
                 f"docs/{block.page}:{block.line}: the output shown after the block differs"
             )
         ran.append(block)
+    for name in set(sys.modules) - modules_before:  # forget modules a page wrote itself
+        if getattr(sys.modules[name], "__file__", None) and str(workdir) in str(
+            sys.modules[name].__file__
+        ):
+            del sys.modules[name]
     return ran
 
 
