@@ -1,0 +1,129 @@
+"""The built-in ``torch`` backend on real molecules: training, pruning, signals, fine-tuning."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from molpeg_plugins.backend import FitJob
+from molpeg_plugins.checkpoints import safe_load
+from molpeg_plugins.config import PruneConfig, num_kept
+from molpeg_plugins.data import load_molecules, split_positions
+from molpeg_plugins.hookspecs import hookimpl
+from molpeg_plugins.plugins import make_plugin_manager
+from molpeg_plugins.torch_backend import TorchBackend, morgan_fingerprints
+
+
+class Recorder:
+    """Observer plugin that records every event it gets."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, int]] = []
+
+    @hookimpl
+    def molpeg_epoch_start(self, pruner, epoch, num_kept):
+        self.events.append(("start", epoch))
+
+    @hookimpl
+    def molpeg_validation_end(self, epoch, metrics):
+        self.events.append(("validation", epoch))
+
+    @hookimpl
+    def molpeg_epoch_end(self, pruner, epoch, stats):
+        self.events.append(("end", epoch))
+
+
+def make_job(path: Path, work: Path, targets=None, **config) -> FitJob:
+    table = load_molecules(path, target_columns=targets)
+    valid = table.valid_rows
+    train, val, test = split_positions(
+        [table.scaffolds[i] for i in valid], "random", (0.8, 0.1, 0.1), 0
+    )
+    pm = make_plugin_manager(entry_points=False)
+    return FitJob(
+        smiles=[table.smiles[i] for i in valid],
+        targets=table.targets[valid],
+        target_names=table.target_columns,
+        task=table.task,
+        train_idx=train,
+        val_idx=val,
+        test_idx=test,
+        config=PruneConfig(**config),
+        work_dir=work,
+        epochs=3,
+        plugin_manager=pm,
+    )
+
+
+@pytest.fixture(scope="module")
+def bbbp300(tmp_path_factory) -> Path:
+    src = Path(__file__).parent / "data" / "bbbp_1k.csv"
+    dst = tmp_path_factory.mktemp("d") / "bbbp300.csv"
+    dst.write_bytes(b"".join(src.read_bytes().splitlines(keepends=True)[:301]))
+    return dst
+
+
+def test_molpeg_run_prunes_learns_and_reports(bbbp300: Path, tmp_path: Path):
+    job = make_job(bbbp300, tmp_path, prune_ratio=0.6)
+    recorder = Recorder()
+    job.plugin_manager.register(recorder)
+    result = TorchBackend().fit(job)
+    n = len(job.train_idx)
+    assert [h["num_kept"] for h in result.history] == [n, num_kept(n, 0.6), num_kept(n, 0.6)]
+    assert len(result.final_kept) == num_kept(n, 0.6)
+    assert np.all(np.diff(result.final_kept) > 0) and result.final_kept.max() < n
+    assert result.metric_name == "roc_auc" and 0.5 < result.val_metrics["roc_auc"] <= 1
+    assert set(result.test_metrics) == {"roc_auc", "prc_auc", "accuracy"}
+    assert recorder.events == [
+        (kind, e) for e in range(3) for kind in ("start", "validation", "end")
+    ]
+    scores = result.pruner_state["book"]["score"]
+    assert torch.isfinite(scores).all() and (scores > 0).any()
+    model = safe_load(result.model_path, plugin_manager=job.plugin_manager)
+    assert model["kind"] == "molpeg-torch-mlp" and model["target_names"] == ["p_np"]
+    assert not (tmp_path / "resume.pt").exists()
+
+
+def test_same_seed_same_scores(bbbp300: Path, tmp_path: Path):
+    a = TorchBackend().fit(make_job(bbbp300, tmp_path / "a"))
+    b = TorchBackend().fit(make_job(bbbp300, tmp_path / "b"))
+    assert torch.equal(a.pruner_state["book"]["score"], b.pruner_state["book"]["score"])
+    assert np.array_equal(a.final_kept, b.final_kept)
+
+
+def test_static_strategy_gets_its_signals(bbbp300: Path, tmp_path: Path):
+    result = TorchBackend().fit(make_job(bbbp300, tmp_path, strategy="el2n", prune_ratio=0.5))
+    assert len(result.final_kept) == num_kept(len(result.pruner_state["book"]["score"]), 0.5)
+
+
+def test_multitask_regression_and_fine_tuning(data_dir: Path, tmp_path: Path):
+    tox = tmp_path / "tox.csv"
+    tox.write_bytes(
+        b"".join((data_dir / "tox21_800.csv").read_bytes().splitlines(keepends=True)[:301])
+    )
+    job = make_job(tox, tmp_path / "tox", targets=["NR-AR", "NR-AhR", "SR-p53"])
+    assert np.isnan(job.targets).any()
+    first = TorchBackend().fit(job)
+    assert np.isfinite(first.history[-1]["train_loss"])
+
+    job2 = make_job(tox, tmp_path / "ft", targets=["NR-AR", "NR-AhR", "SR-p53"])
+    job2.pretrained = first.model_path
+    tuned = TorchBackend().fit(job2)
+    assert tuned.history[0]["train_loss"] < first.history[0]["train_loss"]
+
+    esol = tmp_path / "esol.csv"
+    esol.write_bytes(
+        b"".join((data_dir / "esol_600.csv").read_bytes().splitlines(keepends=True)[:201])
+    )
+    reg = make_job(esol, tmp_path / "reg", targets=["measured log solubility in mols per litre"])
+    out = TorchBackend().fit(reg)
+    assert out.metric_name == "rmse" and out.test_metrics["rmse"] > 0
+
+
+def test_fingerprints_are_morgan_bits():
+    fp = morgan_fingerprints(["CCO", "c1ccccc1"])
+    assert fp.shape == (2, 2048) and set(np.unique(fp)) <= {0.0, 1.0}
+    assert 0 < fp[0].sum() < fp[1].sum() + 10
