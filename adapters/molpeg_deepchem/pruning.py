@@ -34,6 +34,8 @@ from molpeg_deepchem.losses import (
 from molpeg_plugins import EMAReference, MolPegError, PruneConfig, Pruner
 from molpeg_plugins.plugins import get_plugin_manager
 
+SIGNALS = ("predictions", "embeddings", "targets", "mask", "features")
+
 
 class MolPegDeepChem:
     """Dynamic data pruning for a DeepChem ``TorchModel`` trained with its own ``fit``.
@@ -183,6 +185,7 @@ class PruningLoss:
         self._observe(idx, batch, n)
         own._loss_sum += total.detach().to(own._loss_sum.dtype)
         own._loss_batches += 1
+        own._forward = None  # release the batch's tensors
         self.calls += 1
         return total
 
@@ -210,8 +213,7 @@ class PruningLoss:
     def _observe(self, idx: torch.Tensor, batch: BatchInfo, n: int) -> None:
         own = self.owner
         pruner = own.pruner
-        wanted = [s for s in ("predictions", "embeddings", "targets", "mask", "features")]
-        if not any(pruner.wants(s) for s in wanted):
+        if not any(pruner.wants(s) for s in SIGNALS):
             return
         _, raw = own._forward if own._forward is not None else ((), None)
         dev = pruner.device
