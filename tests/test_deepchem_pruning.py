@@ -290,3 +290,16 @@ def test_scores_stay_on_the_gpu(tox21: Any) -> None:
     assert [int(h["num_kept"]) for h in pruning.pruner.history] == [800, 400]
     assert pruning.reference is not None
     assert next(pruning.reference.module.parameters()).device.type == "cuda"
+
+
+def test_deepchem_checkpoints_load_with_weights_only(tmp_path: Path) -> None:
+    from molpeg_plugins.checkpoints import safe_load
+
+    model = dc.models.MultitaskRegressor(2, 64, layer_sizes=[8], model_dir=str(tmp_path))
+    model._ensure_built()
+    model.save_checkpoint()
+    (path,) = model.get_checkpoints()
+    state = safe_load(path)  # weights_only=True with the plugins' allow-list
+    assert set(state) >= {"model_state_dict", "optimizer_state_dict", "global_step"}
+    own = model.model.state_dict()
+    assert all(torch.equal(own[k], v) for k, v in state["model_state_dict"].items())

@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import logging
 import math
+import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -111,10 +112,11 @@ class DeepChemBackend(Backend):
 
     def fit(self, job: FitJob) -> FitResult:
         """Train with pruning; see the class docstring."""
-        with _quiet(job.quiet):
-            return self._fit(job)
+        # DeepChem wants a model_dir for its own checkpoints; molpeg writes its own files
+        with _quiet(job.quiet), tempfile.TemporaryDirectory(prefix="molpeg-dc-") as scratch:
+            return self._fit(job, Path(scratch))
 
-    def _fit(self, job: FitJob) -> FitResult:
+    def _fit(self, job: FitJob, scratch: Path) -> FitResult:
         import deepchem as dc
         import rdkit
         import torch
@@ -123,8 +125,9 @@ class DeepChemBackend(Backend):
         from molpeg_deepchem.pruning import MolPegDeepChem
         from molpeg_plugins.atomic import torch_save
         from molpeg_plugins.checkpoints import safe_load
+        from molpeg_plugins.plugins import get_plugin_manager
 
-        pm = job.plugin_manager
+        pm = job.plugin_manager or get_plugin_manager()
         work = Path(job.work_dir)
         work.mkdir(parents=True, exist_ok=True)
         metric = "roc_auc" if job.task == "classification" else "rmse"
@@ -143,7 +146,7 @@ class DeepChemBackend(Backend):
 
         torch.manual_seed(job.seed)
         np.random.seed(job.seed)
-        model = self._build(dc, job, X.shape[1], targets.shape[1], work)
+        model = self._build(dc, job, X.shape[1], targets.shape[1], scratch)
         if job.pretrained is not None:
             self._load_pretrained(model, job, safe_load)
         pruning = MolPegDeepChem(
@@ -265,7 +268,7 @@ class DeepChemBackend(Backend):
         )
 
     @staticmethod
-    def _build(dc: Any, job: FitJob, n_features: int, n_tasks: int, work: Path) -> Any:
+    def _build(dc: Any, job: FitJob, n_features: int, n_tasks: int, scratch: Path) -> Any:
         import torch
 
         options = {
@@ -273,7 +276,7 @@ class DeepChemBackend(Backend):
             "batch_size": job.batch_size,
             "learning_rate": job.learning_rate or 1e-3,
             "device": torch.device(job.device),
-            "model_dir": str(work / "deepchem_model"),
+            "model_dir": str(scratch),
         }
         if job.task == "classification":
             return dc.models.MultitaskClassifier(n_tasks, n_features, **options)
