@@ -16,7 +16,7 @@ What it does, per piece of the training loop:
   in consecutive chunks of ``batch_size`` and returns batches in order, so batch ``k`` holds
   the dataset indices ``order[k*B:(k+1)*B]``. The callback snapshots that order when the
   epoch starts and checks each batch's size against its slice.
-* **Online loss.** The model's criterion is wrapped (instance attribute, nothing else
+* **Online loss.** The criterion's ``update`` is wrapped (instance attribute, nothing else
   changes) so that the ``(batch, tasks)`` loss the training step computes anyway is kept as
   one value per molecule — no second online forward.
 * **Reference loss.** One ``no_grad`` eval-mode forward of the EMA reference per batch;
@@ -335,24 +335,37 @@ class MolPegCallback(pl.Callback):
     # ------------------------------------------------------------------ criterion capture
 
     def _wrap_criterion(self, pl_module: pl.LightningModule) -> None:
+        """Wrap the criterion's ``update`` so that each training call also yields per-sample losses.
+
+        ``update`` (an instance attribute torchmetrics itself sets and leaves out of pickles,
+        so checkpoints are unaffected) receives exactly what the training step computed:
+        predictions, targets, mask and weights. The per-molecule loss is the criterion's own
+        ``_calc_unreduced_loss`` on the detached predictions — an element-wise loss, no
+        forward pass. Pruner loss weights (``--prune-rescale``, InfoBatch) are folded into
+        the sample weights the criterion already multiplies by.
+        """
         criterion = pl_module.criterion
-        if self._criterion_patched is criterion:
+        if self._criterion_patched is not None and self._criterion_patched[0] is criterion:
             return
-        original = type(criterion)._calc_unreduced_loss
+        original = criterion.update
 
-        def calc_unreduced_loss(preds, targets, mask, weights, lt_mask, gt_mask):  # type: ignore[no-untyped-def]
-            loss = original(criterion, preds, targets, mask, weights, lt_mask, gt_mask)
+        def update(preds, targets, mask=None, weights=None, lt_mask=None, gt_mask=None):  # type: ignore[no-untyped-def]
             batch = self._batch
-            if batch is None or batch.get("online") is not None:
-                return loss
-            batch["online"] = masked_sample_loss((loss * criterion.task_weights).detach(), mask)
-            batch["preds"] = preds.detach()
-            if self._weighted:
-                loss = loss * batch["weights"].to(loss.dtype).view(-1, *[1] * (loss.ndim - 1))
-            return loss
+            if batch is not None and batch.get("online") is None:
+                mask = targets.isfinite() if mask is None else mask
+                if weights is None:
+                    weights = torch.ones(targets.shape[0], 1, device=targets.device)
+                raw = type(criterion)._calc_unreduced_loss(
+                    criterion, preds.detach(), targets, mask, weights, lt_mask, gt_mask
+                )
+                batch["online"] = masked_sample_loss(raw * criterion.task_weights, mask)
+                batch["preds"] = preds.detach()
+                if self._weighted:
+                    weights = weights * batch["weights"].to(weights.dtype).view(-1, 1)
+            return original(preds, targets, mask, weights, lt_mask, gt_mask)
 
-        criterion._calc_unreduced_loss = calc_unreduced_loss
-        self._criterion_patched = criterion
+        criterion.update = update
+        self._criterion_patched = (criterion, original)
         predictor = pl_module.predictor
         if self.pruner is not None and self.pruner.wants("embeddings"):
             train_step = type(predictor).train_step
@@ -365,9 +378,9 @@ class MolPegCallback(pl.Callback):
             predictor.train_step = capture_train_step
 
     def _unwrap_criterion(self, pl_module: pl.LightningModule) -> None:
-        criterion = self._criterion_patched
-        if criterion is not None:
-            criterion.__dict__.pop("_calc_unreduced_loss", None)
+        if self._criterion_patched is not None:
+            criterion, original = self._criterion_patched
+            criterion.update = original
             self._criterion_patched = None
         predictor = getattr(pl_module, "predictor", None)
         if predictor is not None:

@@ -1,0 +1,311 @@
+"""``chemprop train --plugin molpeg``: the real ``chemprop`` executable on real molecules.
+
+The subprocess tests run the user's unchanged ``chemprop`` console script, which only knows
+about molpeg through the start-up ``.pth`` hook. The in-process tests use the explicit form
+(``molpeg chemprop train``) for the error paths and fine-tuning, to save interpreter starts.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from molpeg_plugins import num_kept
+
+pytest.importorskip("chemprop")
+pytestmark = pytest.mark.chemprop
+
+CHEMPROP = shutil.which("chemprop") or str(Path(sys.executable).parent / "chemprop")
+SMALL_MODEL = [
+    "--message-hidden-dim",
+    "32",
+    "--ffn-hidden-dim",
+    "32",
+    "--depth",
+    "2",
+    "--batch-size",
+    "32",
+    "--pytorch-seed",
+    "0",
+]
+BBBP_ARGS = ["-s", "smiles", "--target-columns", "p_np", "-t", "classification"]
+BAD_ROWS = (60, 62)  # data rows of tests/data/bbbp_1k.csv that RDKit cannot parse
+
+
+def head_lines(src: Path, dst: Path, lines: int) -> Path:
+    """Byte-exact copy of the first ``lines`` lines (header included) of ``src``."""
+    with open(src, "rb") as fh:
+        data = b"".join(fh.readline() for _ in range(lines))
+    dst.write_bytes(data)
+    return dst
+
+
+def without_rows(src: Path, dst: Path, rows: tuple[int, ...]) -> Path:
+    """Copy of ``src`` without the given 1-based data rows."""
+    with open(src, newline="") as fh:
+        table = list(csv.reader(fh))
+    keep = [table[0]] + [r for i, r in enumerate(table[1:], 1) if i not in rows]
+    with open(dst, "w", newline="") as fh:
+        csv.writer(fh).writerows(keep)
+    return dst
+
+
+def run_chemprop(args: list[str], env: dict[str, str] | None = None, **kw) -> subprocess.Popen:
+    full_env = {k: v for k, v in os.environ.items() if k != "MOLPEG_DISABLE_CHEMPROP_HOOK"}
+    full_env.update({"PYTHONWARNINGS": "ignore", **(env or {})})
+    return subprocess.Popen(
+        [CHEMPROP, "train", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=full_env,
+        **kw,
+    )
+
+
+def finish(proc: subprocess.Popen, timeout: int = 400) -> tuple[int, str]:
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out + err
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.mark.slow
+def test_chemprop_executable_with_and_without_plugin(tmp_path: Path, data_dir: Path) -> None:
+    """Pruned epochs are half as long, validation/checkpointing run every epoch, bad rows are
+    skipped by row number, config.toml stays molpeg-free and reusable, no --plugin = stock."""
+    dirty = head_lines(data_dir / "bbbp_1k.csv", tmp_path / "bbbp300.csv", 301)
+    run_a = tmp_path / "a"
+    code, log = finish(
+        run_chemprop(
+            [
+                "-i",
+                str(dirty),
+                *BBBP_ARGS,
+                "-o",
+                str(run_a),
+                "--epochs",
+                "3",
+                *SMALL_MODEL,
+                "--plugin",
+                "molpeg",
+                "--prune-ratio",
+                "0.5",
+            ]
+        )
+    )
+    assert code == 0, log[-3000:]
+    for row in BAD_ROWS:
+        assert f"row {row} (line {row + 1}): invalid SMILES" in log
+    assert "skipped 2 of 300 rows" in log
+
+    model_dir = run_a / "model_0"
+    history = read_csv(model_dir / "molpeg_history.csv")
+    assert [int(float(r["epoch"])) for r in history] == [0, 1, 2]
+    batches = [int(float(r["num_batches"])) for r in history]
+    kept = [int(float(r["num_kept"])) for r in history]
+    n_train = kept[0]
+    assert n_train == 238  # 298 valid molecules, 80 % train
+    assert kept[1:] == [119, 119]
+    assert batches == [8, 4, 4]  # ceil(238/32), ceil(119/32)
+    assert all(r["val_loss"] != "" for r in history), "validation must run every epoch"
+    last = torch.load(model_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    assert last["epoch"] == 2, "checkpointing must run in the last (pruned) epoch"
+    assert "MolPegCallback" in last["callbacks"]
+    preds = read_csv(model_dir / "test_predictions.csv")
+    assert len(preds) == 30 and (model_dir / "best.pt").is_file()
+
+    config = (run_a / "config.toml").read_text()
+    for word in ("plugin", "prune", "ema", "invalid-smiles", "trust"):
+        assert word not in config
+
+    # reuse the config with stock chemprop: once with the hook installed (no --plugin),
+    # once with the hook disabled; identical outputs show the hook is a no-op
+    clean = without_rows(dirty, tmp_path / "clean.csv", BAD_ROWS)
+    reuse = [
+        "--config-path",
+        str(run_a / "config.toml"),
+        "--data-path",
+        str(clean),
+        "--epochs",
+        "1",
+    ]
+    proc_b = run_chemprop([*reuse, "-o", str(tmp_path / "b")])
+    proc_c = run_chemprop(
+        [*reuse, "-o", str(tmp_path / "c")], env={"MOLPEG_DISABLE_CHEMPROP_HOOK": "1"}
+    )
+    proc_d = run_chemprop(
+        ["-i", str(clean), *BBBP_ARGS, "-o", str(tmp_path / "d"), "--plugin", "molpeg"],
+        env={"MOLPEG_DISABLE_CHEMPROP_HOOK": "1"},
+    )
+    (code_b, log_b), (code_c, log_c), (code_d, log_d) = map(finish, (proc_b, proc_c, proc_d))
+    assert code_b == 0, log_b[-3000:]
+    assert code_c == 0, log_c[-3000:]
+    assert "molpeg" not in log_b
+    pred_b = (tmp_path / "b" / "model_0" / "test_predictions.csv").read_text()
+    pred_c = (tmp_path / "c" / "model_0" / "test_predictions.csv").read_text()
+    assert pred_b == pred_c
+    assert not (tmp_path / "b" / "model_0" / "molpeg_history.csv").exists()
+    # disabled hook: chemprop does not know --plugin at all
+    assert code_d == 2 and "unrecognized arguments: --plugin" in log_d
+
+
+def molpeg_chemprop_train(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """Run the explicit form in this process; return (exit code, stderr + stdout)."""
+    from molpeg_chemprop.chemprop_cli import run_train
+
+    code = run_train(args)
+    captured = capsys.readouterr()
+    return code, captured.err + captured.out
+
+
+def test_unknown_plugin_is_refused(
+    tmp_path: Path, data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = head_lines(data_dir / "bbbp_1k.csv", tmp_path / "d.csv", 50)
+    code, log = molpeg_chemprop_train(
+        ["-i", str(data), *BBBP_ARGS, "-o", str(tmp_path / "o"), "--plugin", "molpgg"], capsys
+    )
+    assert code == 2
+    assert "unknown plugin 'molpgg'. Did you mean 'molpeg'?" in log
+
+
+def test_unsafe_checkpoint_is_refused_before_chemprop_loads_it(
+    tmp_path: Path, data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import argparse
+
+    bad = tmp_path / "evil.pt"
+    torch.save({"state_dict": {}, "payload": argparse.Namespace(x=1)}, bad)
+    data = head_lines(data_dir / "bbbp_1k.csv", tmp_path / "d.csv", 50)
+    code, log = molpeg_chemprop_train(
+        ["-i", str(data), *BBBP_ARGS, "-o", str(tmp_path / "o"), "--checkpoint", str(bad)],
+        capsys,
+    )
+    assert code == 1
+    errors = [line for line in log.splitlines() if line.startswith("chemprop train: error:")]
+    assert (
+        len(errors) == 1 and "argparse.Namespace" in errors[0] and "--trust-checkpoint" in errors[0]
+    )
+
+
+def test_mcc_loss_is_refused(
+    tmp_path: Path, data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = without_rows(
+        head_lines(data_dir / "bbbp_1k.csv", tmp_path / "raw.csv", 121),
+        tmp_path / "d.csv",
+        BAD_ROWS,
+    )
+    code, log = molpeg_chemprop_train(
+        [
+            "-i",
+            str(data),
+            *BBBP_ARGS,
+            "-o",
+            str(tmp_path / "o"),
+            *SMALL_MODEL,
+            "--epochs",
+            "3",
+            "--loss-function",
+            "binary-mcc",
+        ],
+        capsys,
+    )
+    assert code == 2
+    assert "BinaryMCCLoss is not a per-sample loss" in log
+
+
+@pytest.mark.slow
+def test_from_foundation_admet_ai_with_plugin(
+    tmp_path: Path, data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 31-task ADMET-AI model's encoder fine-tuned on BBBP with pruning (new 1-task head)."""
+    data = head_lines(data_dir / "bbbp_1k.csv", tmp_path / "d.csv", 201)
+    out = tmp_path / "o"
+    code, log = molpeg_chemprop_train(
+        [
+            "-i",
+            str(data),
+            *BBBP_ARGS,
+            "-o",
+            str(out),
+            "--epochs",
+            "2",
+            "--warmup-epochs",
+            "1",
+            "--batch-size",
+            "32",
+            "--pytorch-seed",
+            "0",
+            "--ffn-hidden-dim",
+            "32",
+            "--from-foundation",
+            str(data_dir / "admet_ai_v2_classification_model_0.pt"),
+            "--prune-ratio",
+            "0.5",
+            "--prune-warmup-epochs",
+            "1",
+        ],
+        capsys,
+    )
+    assert code == 0, log[-3000:]
+    history = read_csv(out / "model_0" / "molpeg_history.csv")
+    kept = [int(float(r["num_kept"])) for r in history]
+    assert kept[1] == num_kept(kept[0], 0.5) and kept[0] > 150
+    assert [int(float(r["num_batches"])) for r in history] == [math.ceil(k / 32) for k in kept]
+    assert (out / "model_0" / "test_predictions.csv").is_file()
+
+
+@pytest.mark.slow
+def test_checkpoint_freeze_encoder_regression(
+    tmp_path: Path, data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Same-task fine-tuning (--checkpoint --freeze-encoder) of Chemprop's regression model."""
+    data = head_lines(data_dir / "esol_600.csv", tmp_path / "esol.csv", 161)
+    out = tmp_path / "o"
+    code, log = molpeg_chemprop_train(
+        [
+            "-i",
+            str(data),
+            "-s",
+            "smiles",
+            "--target-columns",
+            "measured log solubility in mols per litre",
+            "-t",
+            "regression",
+            "-o",
+            str(out),
+            "--epochs",
+            "2",
+            "--warmup-epochs",
+            "1",
+            "--batch-size",
+            "32",
+            "--pytorch-seed",
+            "0",
+            "--checkpoint",
+            str(data_dir / "chemprop_example_v2_regression_mol.pt"),
+            "--freeze-encoder",
+            "--prune-ratio",
+            "0.5",
+        ],
+        capsys,
+    )
+    assert code == 0, log[-3000:]
+    history = read_csv(out / "model_0" / "molpeg_history.csv")
+    kept = [int(float(r["num_kept"])) for r in history]
+    assert kept[1] == num_kept(kept[0], 0.5) and kept[0] > 120
+    assert float(history[-1]["score_max"]) > 0.0
+    assert (out / "model_0" / "test_predictions.csv").is_file()
