@@ -149,9 +149,10 @@ class StaticStrategy(Strategy):
             )
         if bool(self._invalid):
             raise ConfigError(
-                f"strategy {self.name!r} received predictions outside [0, 1] (or nan): it "
-                "needs class probabilities (apply sigmoid/softmax to the logits); for "
-                "regression use a strategy that applies to regression (`molpeg strategies`)"
+                f"strategy {self.name!r} received predictions outside [0, 1] (or nan) or "
+                "non-binary labels: it needs class probabilities (apply sigmoid/softmax to "
+                "the logits) and 0/1 labels; for regression use a strategy that applies to "
+                "regression (el2n, grand, herding, kmeans)"
             )
         return seen
 
@@ -453,27 +454,29 @@ class Herding(StaticStrategy):
         return Selection(self._keep_unseen_then(num_keep, generator, choose))
 
 
-def herd(x: torch.Tensor, k: int) -> torch.Tensor:
+def herd(x: torch.Tensor, k: int, *, max_steps: int | None = None) -> torch.Tensor:
     """Indices of ``k`` rows of ``x`` chosen greedily so their mean tracks the mean of ``x``.
 
-    ``‖c − x_j‖² = ‖c‖² − 2⟨c, x_j⟩ + ‖x_j‖²`` with ``c = (i+1)·μ − s``: one matrix–vector
-    product per step, no host synchronisation.
+    ``‖c − x_j‖² = ‖c‖² − 2⟨c, x_j⟩ + ‖x_j‖²`` with ``c = (i+1)·μ − s``: one fused
+    matrix–vector product (``addmv``) and one ``argmin`` per step, no host synchronisation;
+    a chosen row gets ``‖x_j‖² = +inf`` so it is never chosen again. ``max_steps`` stops
+    early (benchmarks only: the remaining entries of the result are undefined).
     """
     n = x.shape[0]
-    picks = torch.empty(k, dtype=torch.long, device=x.device)
+    x = x.float().contiguous()
+    picks = torch.zeros(k, dtype=torch.long, device=x.device)
     if k == 0:
         return picks
     mu = x.mean(dim=0)
     sq_norm = x.pow(2).sum(dim=1)
-    taken = torch.zeros(n, dtype=torch.bool, device=x.device)
     running = torch.zeros_like(mu)
-    inf = torch.tensor(float("inf"), device=x.device)
-    for i in range(k):
+    distance = torch.empty(n, dtype=x.dtype, device=x.device)
+    for i in range(k if max_steps is None else min(k, max_steps)):
         target = (i + 1) * mu - running
-        distance = torch.where(taken, inf, sq_norm - 2.0 * (x @ target))
+        torch.addmv(sq_norm, x, target, alpha=-2.0, out=distance)
         j = distance.argmin()
         picks[i] = j
-        taken[j] = True
+        sq_norm[j] = float("inf")
         running += x[j]
     return picks
 
