@@ -1,0 +1,61 @@
+"""One end-to-end ``molpeg prune`` run per framework backend (real training, 2 epochs)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from molpeg_plugins.cli import app
+from molpeg_plugins.plugins import get_plugin_manager
+
+
+def registered(name: str) -> bool:
+    """Whether a backend called ``name`` is registered and its framework imports."""
+    backend = get_plugin_manager().backends().get(name)
+    return backend is not None and backend.availability()[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param("chemprop", marks=pytest.mark.chemprop),
+        pytest.param("deepchem", marks=pytest.mark.deepchem),
+    ],
+)
+def test_prune_with_framework_backend(name: str, data_dir: Path, tmp_path: Path):
+    if not registered(name):
+        pytest.skip(f"backend {name!r} is not registered or its framework is not installed")
+    data = tmp_path / "bbbp300.csv"
+    data.write_bytes(
+        b"".join((data_dir / "bbbp_1k.csv").read_bytes().splitlines(keepends=True)[:301])
+    )
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        app,
+        ["prune", str(data), "--backend", name, "--epochs", "2", "--seed", "0", "-o", str(out)],
+    )
+    assert result.exit_code == 0, result.output
+    assert "row 59 (line 61): invalid SMILES" in result.output
+
+    report = json.loads((out / "report.json").read_text())
+    assert report["parameters"]["backend"] == name
+    counts = report["counts"]
+    assert counts["invalid"] == 2 and counts["train"] == 238 and counts["kept"] == 95
+    assert [e["num_kept"] for e in report["epochs"]] == [238, 95]
+    assert report["validation_metrics"] and report["test_metrics"]
+    assert name in report["versions"]
+    scores = pd.read_csv(out / "scores.csv")
+    assert scores["kept"].sum() == 95
+    assert scores.loc[scores["split"] == "train", "score"].notna().all()
+    original = data.read_bytes().splitlines(keepends=True)
+    kept = scores.loc[scores["kept"], "row"].tolist()
+    assert (out / "pruned.csv").read_bytes() == b"".join(
+        [original[0]] + [original[r + 1] for r in kept]
+    )
+    assert report["files"]["model"] and (out / report["files"]["model"]).exists()
+    assert len(list((out / "plots").glob("*.png"))) == 4
