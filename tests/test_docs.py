@@ -25,7 +25,6 @@ import os
 import re
 import subprocess
 import sys
-import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,6 +67,14 @@ class Block:
     file: str | None = None
 
 
+def _unindent(body: str, indent: str) -> str:
+    """Remove the fence's own indentation (inside admonitions or tabs) from each line."""
+    return "".join(
+        line[len(indent) :] if line.startswith(indent) else line
+        for line in body.splitlines(keepends=True)
+    )
+
+
 def blocks(path: Path) -> list[Block]:
     """The fenced blocks of ``path`` (a Markdown page), with skip markers and outputs."""
     text = path.read_text(encoding="utf-8")
@@ -79,7 +86,7 @@ def blocks(path: Path) -> list[Block]:
         if lang == "text" and found and found[-1].lang in RUN_LANGS and not found[-1].file:
             between = text[matches[k - 1].end() : m.start()]
             if not between.strip():
-                found[-1].expected_output = textwrap.dedent(m.group("body"))
+                found[-1].expected_output = _unindent(m.group("body"), m.group("indent"))
             continue
         before = text[: m.start()].rstrip("\n").splitlines()
         skip = SKIP.search(before[-1]) if before else None
@@ -88,7 +95,7 @@ def blocks(path: Path) -> list[Block]:
                 page=str(path.relative_to(DOCS)),
                 line=text.count("\n", 0, m.start()) + 1,
                 lang=lang,
-                code=textwrap.dedent(m.group("body")),
+                code=_unindent(m.group("body"), m.group("indent")),
                 skip_reason=skip.group("reason") if skip else None,
                 expected_output=None,
                 file=title.group("path") if title else None,
