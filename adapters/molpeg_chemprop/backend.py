@@ -82,6 +82,10 @@ class ChempropBackend(Backend):
     )
     requires = ("chemprop", "lightning")
 
+    def __init__(self, hidden_dim: int = 300, depth: int = 3, ffn_hidden_dim: int = 300) -> None:
+        """Model size of a new (not ``--pretrained``) MPNN; Chemprop's defaults."""
+        self.hidden_dim, self.depth, self.ffn_hidden_dim = hidden_dim, depth, ffn_hidden_dim
+
     def fit(self, job: FitJob) -> FitResult:
         """Train with pruning, pick the best validation epoch, evaluate, save; see module doc."""
         import chemprop
@@ -212,8 +216,7 @@ class ChempropBackend(Backend):
         val.cache = True
         return train, val, test, scaler
 
-    @staticmethod
-    def _model(job: FitJob, train: Any, scaler: Any) -> Any:
+    def _model(self, job: FitJob, train: Any, scaler: Any) -> Any:
         from chemprop import models, nn
         from chemprop.nn.transforms import UnscaleTransform
 
@@ -226,16 +229,20 @@ class ChempropBackend(Backend):
             foundation = models.MPNN.load_from_file(job.pretrained, map_location="cpu")
             message_passing, agg = foundation.message_passing, foundation.agg
         else:
-            message_passing, agg = nn.BondMessagePassing(), nn.MeanAggregation()
+            message_passing = nn.BondMessagePassing(d_h=self.hidden_dim, depth=self.depth)
+            agg = nn.MeanAggregation()
         if job.task == "classification":
             predictor = nn.BinaryClassificationFFN(
-                n_tasks=n_tasks, input_dim=message_passing.output_dim
+                n_tasks=n_tasks,
+                input_dim=message_passing.output_dim,
+                hidden_dim=self.ffn_hidden_dim,
             )
             metrics = [nn.BinaryAUROC()]
         else:
             predictor = nn.RegressionFFN(
                 n_tasks=n_tasks,
                 input_dim=message_passing.output_dim,
+                hidden_dim=self.ffn_hidden_dim,
                 output_transform=UnscaleTransform.from_standard_scaler(scaler),
             )
             metrics = [nn.RMSE()]
