@@ -8,7 +8,9 @@ batches of dataset indices from ``pruner.sampler``, ``pruner.observe(...)`` with
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -185,6 +187,18 @@ def train(
         seen.append(record)
         pruner.end_epoch()
     return Run(pruner, model, data, seen)
+
+
+@contextlib.contextmanager
+def single_thread() -> Iterator[None]:
+    """Run torch on one thread: the models here are so small that thread start-up and
+    barrier costs dominate (badly so on a busy 2-core CI machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def masked_mean(values: np.ndarray, mask: np.ndarray) -> np.ndarray:

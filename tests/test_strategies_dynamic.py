@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from _strategy_molecules import TinyNet, molecules, ranks_apart, sample_loss, train
+from _strategy_molecules import TinyNet, molecules, ranks_apart, sample_loss, single_thread, train
 
 from molpeg_plugins import Pruner
 from molpeg_plugins.config import num_kept
@@ -15,6 +15,12 @@ from molpeg_plugins.errors import ConfigError
 from molpeg_plugins.scorebook import ScoreBook
 from molpeg_plugins.scoring import ema_update_
 from molpeg_plugins.strategies.dynamic import UCB, EpsilonGreedy, InfoBatch
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    with single_thread():
+        yield
 
 
 def test_molpeg_keeps_the_largest_loss_discrepancy_by_dataset_index() -> None:

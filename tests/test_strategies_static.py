@@ -9,7 +9,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from _strategy_molecules import masked_mean, molecules, outputs, ranks_apart, sample_loss, train
+from _strategy_molecules import (
+    masked_mean,
+    molecules,
+    outputs,
+    ranks_apart,
+    sample_loss,
+    single_thread,
+    train,
+)
 from scipy.stats import spearmanr
 
 from molpeg_plugins import Pruner
@@ -28,6 +36,13 @@ from molpeg_plugins.strategies.static import (
     StaticStrategy,
     cluster_quotas,
 )
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    with single_thread():
+        yield
+
 
 STATIC = [
     "hard-random",
@@ -180,10 +195,7 @@ def test_grand_is_the_last_layer_gradient_norm_and_tracks_the_full_gradient_norm
 
     params = {k: v.detach() for k, v in model.named_parameters()}
 
-    def loss_of(p, i):
-        return sample_loss_fn(p, i)
-
-    def sample_loss_fn(p, x_y):
+    def loss_of(p, x_y):
         x, y = x_y
         out, _ = functional_call(model, p, (x[None],))
         return torch.nn.functional.binary_cross_entropy_with_logits(out[0], y)
@@ -387,3 +399,8 @@ def test_every_static_strategy_fixes_one_subset_after_warmup(name: str) -> None:
     fresh = get_plugin_manager().create_strategy(name)
     fresh.bind(len(data))
     fresh.load_state_dict(state)
+    again = [
+        s.select(run.pruner.book, 320, epoch=2, generator=torch.Generator().manual_seed(5))
+        for s in (run.pruner.strategy, fresh)
+    ]
+    torch.testing.assert_close(again[0].indices.sort().values, again[1].indices.sort().values)
