@@ -22,6 +22,15 @@ runner = CliRunner()
 TARGET = "measured log solubility in mols per litre"
 
 
+@pytest.fixture(autouse=True)
+def single_thread():
+    """Tiny models: one intra-op thread avoids contention with parallel test jobs."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def molpeg(*args: object):
     """Invoke ``molpeg ARGS`` in-process; return Click's result."""
     return runner.invoke(app, [str(a) for a in args])
