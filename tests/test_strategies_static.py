@@ -404,3 +404,24 @@ def test_every_static_strategy_fixes_one_subset_after_warmup(name: str) -> None:
         for s in (run.pruner.strategy, fresh)
     ]
     torch.testing.assert_close(again[0].indices.sort().values, again[1].indices.sort().values)
+
+
+@pytest.mark.parametrize("cls", [EL2N, Herding, KMeansPrototypes])
+def test_samples_never_observed_are_kept_first(cls) -> None:
+    data = molecules("esol")
+    n, seen = len(data), 500
+    model = train(data, "soft-random", epochs=1, warmup=1, prune_ratio=0.0).model
+    with torch.no_grad():
+        signals = {
+            **outputs(model, data, data.features[:seen]),
+            "targets": data.targets[:seen],
+            "mask": data.mask[:seen],
+            "features": data.features[:seen],
+        }
+    strategy = cls()
+    strategy.bind(n)
+    strategy.observe(0, torch.arange(seen), **{k: signals[k] for k in strategy.signals})
+    sel = strategy.select(None, 150, epoch=1, generator=torch.Generator().manual_seed(0))
+    kept = set(sel.indices.tolist())
+    assert len(kept) == 150
+    assert set(range(seen, n)) <= kept
