@@ -127,7 +127,9 @@ class Pruner:
             return self.config.anneal_epochs
         if total_epochs is None:
             return 0
-        return math.ceil(self.strategy.default_anneal_fraction * total_epochs)
+        # As InfoBatch: prune while epoch < (1 − δ)·E, i.e. anneal E − ceil((1 − δ)·E) epochs.
+        fraction = self.strategy.default_anneal_fraction
+        return total_epochs - math.ceil((1.0 - fraction) * total_epochs) if fraction else 0
 
     @property
     def num_kept(self) -> int:

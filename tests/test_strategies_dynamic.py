@@ -73,7 +73,8 @@ def test_infobatch_rescales_kept_low_loss_samples_and_anneals() -> None:
     epochs = 8
     run = train(data, "infobatch", epochs=epochs, warmup=1, prune_ratio=0.3)
     pruner = run.pruner
-    assert pruner.anneal_epochs == math.ceil(0.125 * epochs)
+    # InfoBatch prunes while epoch < 0.875·E: E=8 anneals 8 − ceil(7.0) = 1 epoch.
+    assert pruner.anneal_epochs == epochs - math.ceil(0.875 * epochs) == 1
     pruned = [h["num_kept"] < len(data) for h in pruner.history]
     assert pruned == [False] + [True] * 6 + [False]
     # Re-select from the final losses and check the rescaling rule.
