@@ -353,7 +353,7 @@ def load_molecules(
         DataError: the file or its labels cannot be used (see :func:`read_records`,
             :func:`parse_labels`), or no valid molecule is left.
     """
-    from rdkit import Chem, RDLogger
+    from rdkit import Chem, rdBase
 
     path = Path(path)
     records = read_records(path)
@@ -367,7 +367,7 @@ def load_molecules(
         raise ConfigError(f"{smiles_column!r} is the SMILES column; it cannot be a target")
     targets, reasons, task = parse_labels(path, records, targets_cols, task)
 
-    RDLogger.DisableLog("rdApp.*")
+    quiet_rdkit = rdBase.BlockLogs()  # reasons are collected per row instead
     n = len(records.frame)
     canonical, scaffolds = [""] * n, [""] * n
     try:
@@ -383,7 +383,7 @@ def load_molecules(
         if on_progress is not None and n % 64:
             on_progress(n % 64)
     finally:
-        RDLogger.EnableLog("rdApp.*")
+        del quiet_rdkit
 
     duplicate_of = np.full(n, -1, dtype=np.int64)
     first_seen: dict[str, int] = {}

@@ -37,12 +37,12 @@ def morgan_fingerprints(
     smiles: list[str], *, radius: int = 2, bits: int = 2048, advance: Any = None
 ) -> np.ndarray:
     """``(n, bits)`` float32 Morgan (ECFP-like) bit vectors of valid SMILES."""
-    from rdkit import Chem, RDLogger
+    from rdkit import Chem, rdBase
     from rdkit.Chem import rdFingerprintGenerator
 
     generator = rdFingerprintGenerator.GetMorganGenerator(radius=radius, fpSize=bits)
     out = np.zeros((len(smiles), bits), dtype=np.float32)
-    RDLogger.DisableLog("rdApp.*")
+    quiet_rdkit = rdBase.BlockLogs()
     try:
         for i, smi in enumerate(smiles):
             mol = Chem.MolFromSmiles(smi)
@@ -52,7 +52,7 @@ def morgan_fingerprints(
             if advance is not None and (i + 1) % 128 == 0:
                 advance(128)
     finally:
-        RDLogger.EnableLog("rdApp.*")
+        del quiet_rdkit
     if advance is not None and len(smiles) % 128:
         advance(len(smiles) % 128)
     return out
@@ -178,7 +178,7 @@ class TorchBackend(Backend):
         metric = "roc_auc" if job.task == "classification" else "rmse"
         higher_is_better = metric == "roc_auc"
 
-        with job.progress("Featurising (Morgan fingerprints)", total=len(job.smiles)) as adv:
+        with job.progress("Featurising", total=len(job.smiles)) as adv:
             features = torch.from_numpy(morgan_fingerprints(job.smiles, advance=adv))
         x_all = features.to(device)
         y_all = torch.as_tensor(job.targets, dtype=torch.float32, device=device)
@@ -303,7 +303,7 @@ class TorchBackend(Backend):
 
         final_kept = pruner.final_selection().cpu().numpy()
         model.load_state_dict(best["state"])
-        with job.progress("Scoring validation and test molecules", total=2) as adv:
+        with job.progress("Evaluating", total=2) as adv:
             val_metrics = self._metrics(model, job, x_all, y_all, job.val_idx)
             adv(1)
             test_metrics = self._metrics(model, job, x_all, y_all, job.test_idx)

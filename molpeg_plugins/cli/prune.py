@@ -102,7 +102,7 @@ class Display:
         if self.mode == "rich":
             self.progress = Progress(
                 TextColumn("[progress.description]{task.description}"),
-                BarColumn(),
+                BarColumn(bar_width=24),
                 MofNCompleteColumn(),
                 TimeElapsedColumn(),
                 TimeRemainingColumn(),
@@ -193,7 +193,11 @@ class EpochProgress:
         if epoch in self.metrics:
             line += f"  {_fmt_metrics(self.metrics[epoch])}"
         if self.task_id is not None:
-            self.display.progress.update(self.task_id, advance=1, info=line)
+            short = f"kept {self.kept.get(epoch, self.num_train)}/{self.num_train}"
+            first = next(iter(self.metrics.get(epoch, {}).items()), None)
+            if first is not None:
+                short += f"  {first[0]} {first[1]:.3f}"
+            self.display.progress.update(self.task_id, advance=1, info=short)
         else:
             self.display.log(f"epoch {epoch + 1}/{self.total_epochs}  {line}")
         self.logged.add(epoch)
@@ -410,7 +414,7 @@ def run_prune(display: Display, *, data: Path | None, output: Path, **opts: Any)
     if bundled and targets is None:
         targets, task = BUNDLED_DEFAULTS["target_columns"], task or BUNDLED_DEFAULTS["task"]
     display.log(f"Reading {path}{' (bundled BBBP dataset)' if bundled else ''}")
-    with display.task("Parsing molecules (RDKit)", total=None) as advance:
+    with display.task("Parsing SMILES", total=None) as advance:
         table = load_molecules(
             path,
             smiles_column=smiles_column,
@@ -462,7 +466,13 @@ def run_prune(display: Display, *, data: Path | None, output: Path, **opts: Any)
         trust_checkpoint=opts["trust_checkpoint"],
         progress=display.task,
     )
-    result = backend.fit(job)
+    from rdkit import rdBase
+
+    quiet_rdkit = rdBase.BlockLogs()  # invalid molecules were reported above, by row
+    try:
+        result = backend.fit(job)
+    finally:
+        del quiet_rdkit
 
     # -- outputs
     parameters = {
@@ -487,7 +497,7 @@ def run_prune(display: Display, *, data: Path | None, output: Path, **opts: Any)
         "resumed": opts["resume"],
         "format": opts["fmt"],
     }
-    with display.task("Writing outputs and plots", total=None):
+    with display.task("Writing outputs", total=None):
         report = write_report(
             output,
             table,
