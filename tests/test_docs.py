@@ -51,7 +51,19 @@ PAGE_MARKS = {
     "tutorials/source-pruning.md": [pytest.mark.slow],
     "tutorials/scaling.md": [pytest.mark.slow],
 }
-PAGE_FILES: dict[str, list[str]] = {}
+PAGE_FILES: dict[str, list[str]] = {
+    "tutorials/prune-cli.md": [
+        "run1/pruned.csv",
+        "run1/scores.csv",
+        "run1/report.json",
+        "run1/model.pt",
+        "run1/plots/score_histogram.png",
+        "run2/pruned.csv",
+    ],
+    "tutorials/chemprop-cli.md": ["run-molpeg/model_0/best.pt", "run-explicit/config.toml"],
+    "tutorials/chemprop-python.md": ["molpeg_history.csv", "scores.csv"],
+    "tutorials/plugins.md": ["run-linear/pruned.csv", "plugins/molpeg_toploss.py"],
+}
 
 
 @dataclass
