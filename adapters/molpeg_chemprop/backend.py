@@ -15,8 +15,12 @@ run.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import math
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +33,25 @@ from molpeg_plugins.errors import ConfigError
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
 MODEL_FILE = "model.pt"
+
+
+@contextlib.contextmanager
+def _lightning_quiet(quiet: bool) -> Iterator[None]:
+    """Silence Lightning's informational messages (device summary, tips) when ``quiet``."""
+    if not quiet:
+        yield
+        return
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
 
 
 def job_fingerprint(job: FitJob) -> str:
@@ -123,20 +146,21 @@ class ChempropBackend(Backend):
             save_last=True,
             save_top_k=1,
         )
-        trainer = pl.Trainer(
-            max_epochs=job.epochs,
-            accelerator="gpu" if job.device.startswith("cuda") else "cpu",
-            devices=1,
-            logger=False,
-            callbacks=[pruning, reporter, checkpointing],
-            plugins=[AtomicCheckpointIO()],
-            enable_progress_bar=not job.quiet,
-            enable_model_summary=not job.quiet,
-            num_sanity_val_steps=0,
-            deterministic=True,
-            reload_dataloaders_every_n_epochs=1,
-            use_distributed_sampler=False,
-        )
+        with _lightning_quiet(job.quiet):
+            trainer = pl.Trainer(
+                max_epochs=job.epochs,
+                accelerator="gpu" if job.device.startswith("cuda") else "cpu",
+                devices=1,
+                logger=False,
+                callbacks=[pruning, reporter, checkpointing],
+                plugins=[AtomicCheckpointIO()],
+                enable_progress_bar=not job.quiet,
+                enable_model_summary=not job.quiet,
+                num_sanity_val_steps=0,
+                deterministic="warn",
+                reload_dataloaders_every_n_epochs=1,
+                use_distributed_sampler=False,
+            )
         last = ckpt_dir / LAST_CHECKPOINT
         ckpt_path = None
         if job.resume and last.is_file():
@@ -151,11 +175,14 @@ class ChempropBackend(Backend):
                 )
             ckpt_path = last
         train_loader, val_loader, test_loader = loaders
-        if ckpt_path is not None:
-            with safe_globals(vet_checkpoint(ckpt_path, plugin_manager=pm)):
-                trainer.fit(model, train_loader, val_loader, ckpt_path=ckpt_path, weights_only=True)
-        else:
-            trainer.fit(model, train_loader, val_loader)
+        with _lightning_quiet(job.quiet):
+            if ckpt_path is not None:
+                with safe_globals(vet_checkpoint(ckpt_path, plugin_manager=pm)):
+                    trainer.fit(
+                        model, train_loader, val_loader, ckpt_path=ckpt_path, weights_only=True
+                    )
+            else:
+                trainer.fit(model, train_loader, val_loader)
 
         best_path = checkpointing.best_model_path or checkpointing.last_model_path
         if best_path:
@@ -165,8 +192,9 @@ class ChempropBackend(Backend):
             best_epoch = int(best["epoch"])
         else:
             best_epoch = job.epochs - 1
-        val_metrics = self._evaluate(trainer, model, val_loader, job, job.val_idx)
-        test_metrics = self._evaluate(trainer, model, test_loader, job, job.test_idx)
+        with _lightning_quiet(job.quiet):
+            val_metrics = self._evaluate(trainer, model, val_loader, job, job.val_idx)
+            test_metrics = self._evaluate(trainer, model, test_loader, job, job.test_idx)
 
         model_path = work / MODEL_FILE
         with atomic_path(model_path) as tmp:
