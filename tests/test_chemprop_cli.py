@@ -38,7 +38,7 @@ SMALL_MODEL = [
     "0",
 ]
 BBBP_ARGS = ["-s", "smiles", "--target-columns", "p_np", "-t", "classification"]
-BAD_ROWS = (60, 62)  # data rows of tests/data/bbbp_1k.csv that RDKit cannot parse
+BAD_ROWS = (59, 61)  # rows (0-based, header excluded) of bbbp_1k.csv RDKit cannot parse
 
 
 def head_lines(src: Path, dst: Path, lines: int) -> Path:
@@ -50,10 +50,10 @@ def head_lines(src: Path, dst: Path, lines: int) -> Path:
 
 
 def without_rows(src: Path, dst: Path, rows: tuple[int, ...]) -> Path:
-    """Copy of ``src`` without the given 1-based data rows."""
+    """Copy of ``src`` without the given data rows (0-based, header excluded)."""
     with open(src, newline="") as fh:
         table = list(csv.reader(fh))
-    keep = [table[0]] + [r for i, r in enumerate(table[1:], 1) if i not in rows]
+    keep = [table[0]] + [r for i, r in enumerate(table[1:]) if i not in rows]
     with open(dst, "w", newline="") as fh:
         csv.writer(fh).writerows(keep)
     return dst
@@ -108,7 +108,7 @@ def test_chemprop_executable_with_and_without_plugin(tmp_path: Path, data_dir: P
     )
     assert code == 0, log[-3000:]
     for row in BAD_ROWS:
-        assert f"row {row} (line {row + 1}): invalid SMILES" in log
+        assert f"row {row} (line {row + 2}): invalid SMILES" in log
     assert "skipped 2 of 300 rows" in log
 
     model_dir = run_a / "model_0"

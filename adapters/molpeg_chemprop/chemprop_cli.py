@@ -312,8 +312,9 @@ def filter_invalid_smiles(
 
     Molecules are built exactly as Chemprop builds them (``chemprop.utils.make_mol`` with
     the run's hydrogen/stereo options). Each skipped row is reported on stderr as
-    ``FILE: row R (line L): invalid SMILES 'S' in column C, skipped``; data row ``R`` counts
-    from 1 after the header, ``L`` is the line in the file. Every valid row is kept verbatim.
+    ``FILE: row R (line L): invalid SMILES 'S' in column C, skipped``; rows are numbered from
+    0 after the header (molpeg's convention, as in ``molpeg prune``), ``L`` is the 1-based line
+    of the file. Every valid row is kept verbatim.
 
     Raises:
         MolPegError: rows would be skipped, but another file (descriptors, atom features,
@@ -342,7 +343,7 @@ def filter_invalid_smiles(
     offset = 1 if no_header_row else 2
     for row, column, smi in bad:
         print(
-            f"{path}: row {row + 1} (line {row + offset}): invalid SMILES {smi!r} in column "
+            f"{path}: row {row} (line {row + offset}): invalid SMILES {smi!r} in column "
             f"{column!r}, skipped",
             file=sys.stderr,
         )
@@ -353,7 +354,7 @@ def filter_invalid_smiles(
     )
     if any(f for f in row_aligned_files):
         raise MolPegError(
-            f"{path}: {len(bad)} rows have invalid SMILES (first: row {bad[0][0] + 1}) but a "
+            f"{path}: {len(bad)} rows have invalid SMILES (first: row {bad[0][0]}) but a "
             "descriptor/feature/splits file is aligned to the rows of this file; remove those "
             "rows from all files"
         )
