@@ -39,6 +39,20 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise
 
 
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete temporary files that a killed writer left in ``folder``; return them.
+
+    Only names of the form :func:`atomic_path` creates (``.NAME.XXXX.tmp``) are touched.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    stale = [p for p in folder.glob(".*.tmp") if p.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -28,6 +28,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from molpeg_plugins.atomic import remove_stale_temporaries
 from molpeg_plugins.backend import Advance, Backend, FitJob
 from molpeg_plugins.cli.app import app
 from molpeg_plugins.errors import ConfigError, MolPegError
@@ -444,6 +445,8 @@ def run_prune(display: Display, *, data: Path | None, output: Path, **opts: Any)
     # -- training
     pm.register(EpochProgress(display, opts["epochs"], len(train)), name="molpeg-cli-progress")
     output.mkdir(parents=True, exist_ok=True)
+    for stale in remove_stale_temporaries(output):
+        display.log(f"Removed {stale.name}, left by an interrupted run")
     job = FitJob(
         smiles=[table.smiles[i].strip() for i in valid],
         targets=table.targets[valid],
