@@ -91,7 +91,7 @@ def run_grid(
                 k += 1
                 if (strategy, float(fraction), str(seed)) in done:
                     continue
-                warmup = max(1, getattr(cls, "min_warmup_epochs", 1)) if cls.dynamic else 0
+                warmup = max(1, getattr(cls, "min_warmup_epochs", 1))  # as `molpeg prune`
                 config = PruneConfig(
                     prune_ratio=round(1.0 - fraction, 10),
                     strategy=strategy,
@@ -141,7 +141,7 @@ def scaling(
     output: Path = typer.Option(Path("scaling_out"), "--output", "-o", help="Output folder."),
     backend: str = typer.Option("torch", "--backend", help="Training backend for --run."),
     strategies: str = typer.Option(
-        "random,molpeg", "--strategies", help="Comma-separated strategies for --run."
+        "hard-random,molpeg", "--strategies", help="Comma-separated strategies for --run."
     ),
     fractions: str = typer.Option(
         "0.05,0.1,0.2,0.4,0.6,0.8,1.0", "--fractions", help="Kept fractions for --run."

@@ -64,7 +64,7 @@ def write_outputs(
     # feature mapping: group_of holds group ids; label mapping: it already holds task ranks
     rank_of = {u.get("group", u["rank"]): u["rank"] for u in selection.units}
     group = selection.group_of
-    lut = np.full(max(int(group.max()) + 1, 1) + 1, -1, dtype=np.int64)
+    lut = np.full(max(int(group.max()), *rank_of, 0) + 1, -1, dtype=np.int64)
     for g, r in rank_of.items():
         lut[g] = r
     ranks = np.where(group >= 0, lut[np.maximum(group, 0)], -1)

@@ -1,0 +1,178 @@
+"""Source-set pruning (feature and label mapping) on real molecules, and its CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rdkit import Chem
+from typer.testing import CliRunner
+
+from molpeg_plugins import source as S
+from molpeg_plugins.cli import app
+from molpeg_plugins.errors import ConfigError
+
+runner = CliRunner()
+ADMET = "admet_ai_v2_classification_model_0.pt"
+
+
+def _smiles(path: Path) -> list[str]:
+    records, col = S.read_records(path)
+    return records.values[col]
+
+
+@pytest.fixture(scope="module")
+def two_families(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[str], list[str], int]:
+    """Source = 600 MOSES lead-like ring systems + half of ESOL's acyclic molecules;
+    target = the other half of ESOL's acyclic molecules (real molecules, two chemistries)."""
+    data = Path(__file__).parent / "data"
+    acyclic = [
+        s
+        for s in _smiles(data / "esol_600.csv")
+        if Chem.MolFromSmiles(s).GetRingInfo().NumRings() == 0
+    ]
+    leads = _smiles(data / "moses_2k.csv")[:600]
+    assert all(Chem.MolFromSmiles(s).GetRingInfo().NumRings() > 0 for s in leads)
+    return leads + acyclic[::2], acyclic[1::2], len(leads)
+
+
+@pytest.mark.parametrize(("features", "groups"), [("morgan", 10), ("morgan", 20), ("scaffold", 20)])
+def test_feature_mapping_keeps_the_target_family(two_families, features, groups) -> None:
+    source, target, n_leads = two_families
+    n_family = len(source) - n_leads
+    sel = S.feature_mapping(
+        source, target, n_family / len(source), groups=groups, features=features
+    )
+    assert len(sel.kept) == n_family
+    from_family = (sel.kept >= n_leads).mean()
+    assert from_family >= 0.9, f"only {from_family:.0%} of kept molecules are acyclic"
+    top = sel.units[0]
+    assert top["hits"] >= 0.9 * len(target)  # nearly every target molecule maps to one group
+    # groups are ranked by hits, and the hits add up to the valid target molecules
+    hits = [u["hits"] for u in sel.units]
+    assert hits == sorted(hits, reverse=True)
+    assert sum(hits) == len(target)
+    # each kept row belongs to a group that was (partly) kept
+    kept_groups = {u["group"] for u in sel.units if u["kept"] > 0}
+    assert set(sel.group_of[sel.kept].tolist()) <= kept_groups
+
+
+def test_feature_mapping_is_seeded_and_fills_exactly(two_families) -> None:
+    source, target, _ = two_families
+    a = S.feature_mapping(source, target, 0.37, groups=12, seed=3)
+    b = S.feature_mapping(source, target, 0.37, groups=12, seed=3)
+    np.testing.assert_array_equal(a.kept, b.kept)
+    assert len(a.kept) == S.kept_count(len(source), 0.37)
+    full = S.feature_mapping(source, target, 1.0, groups=12)
+    np.testing.assert_array_equal(full.kept, np.arange(len(source)))
+
+
+def test_feature_mapping_skips_unparsable_molecules(data_dir: Path) -> None:
+    bbbp = _smiles(data_dir / "bbbp_1k.csv")  # 11 rows RDKit cannot parse
+    sel = S.feature_mapping(bbbp, _smiles(data_dir / "esol_600.csv")[:100], 0.5, groups=8)
+    assert sel.invalid_rows == [59, 61, 391, 614, 642, 645, 646, 647, 648, 649, 685]
+    assert not set(sel.invalid_rows) & set(sel.kept.tolist())
+    assert len(sel.kept) == S.kept_count(1000 - 11, 0.5)
+    assert (sel.group_of[sel.invalid_rows] == -1).all()
+
+
+@pytest.mark.chemprop
+@pytest.mark.parametrize("task", ["NR-AR", "NR-AhR", "SR-MMP"])
+def test_label_mapping_ranks_the_task_the_target_is_active_in(data_dir: Path, task: str) -> None:
+    """Tox21 as a 12-task source, ADMET-AI (trained on Tox21 among others) as the source model:
+    a target made of the molecules active in one assay must rank that assay first."""
+    source, col = S.read_records(data_dir / "tox21_800.csv", None, None)
+    target = [s for s, v in zip(source.values[col], source.values[task], strict=True) if v == "1"]
+    for score in ("probability", "argmax"):
+        sel = S.label_mapping(source, col, target, 0.3, checkpoint=data_dir / ADMET, score=score)
+        assert sel.units[0]["name"] == task, (score, [u["name"] for u in sel.units[:3]])
+    assert sel.details["tasks"] == 12  # mol_id is not a task; the 12 assays are
+    measured = {i for i, v in enumerate(source.values[task]) if v.strip()}
+    top_kept = sel.units[0]["kept"]
+    assert top_kept == min(len(measured), len(sel.kept))
+    assert len(sel.kept) == S.kept_count(sel.num_valid, 0.3)
+
+
+def test_cli_feature_mapping_end_to_end_byte_exact(data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "fm"
+    result = runner.invoke(
+        app,
+        ["prune-source", str(data_dir / "bbbp_1k.csv"), "--target",
+         str(data_dir / "esol_600.csv"), "--keep", "0.4", "--groups", "10", "-o", str(out)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    original = (data_dir / "bbbp_1k.csv").read_bytes().splitlines(keepends=True)
+    kept = (out / "kept.csv").read_bytes().splitlines(keepends=True)
+    assert kept[0] == original[0]  # header, CRLF kept
+    report = json.loads((out / "report.json").read_text())
+    assert report["num_source"] == 1000 and report["num_source_invalid"] == 11
+    assert report["num_kept"] == len(kept) - 1 == S.kept_count(989, 0.4)
+    with open(out / "scores.csv", newline="") as fh:
+        scores = list(csv.DictReader(fh))
+    assert len(scores) == 1000
+    kept_rows = [int(r["row"]) for r in scores if r["kept"] == "1"]
+    assert kept[1:] == [original[i + 1] for i in kept_rows]  # verbatim, original order
+    with open(out / "skipped.csv", newline="") as fh:
+        skipped = list(csv.DictReader(fh))
+    assert [int(r["row"]) for r in skipped if r["file"] == "source"][:2] == [59, 61]
+    assert (out / "groups.png").stat().st_size > 1000
+    assert (out / "groups.csv").read_text().startswith("name,group,rank,size,hits")
+
+
+@pytest.mark.chemprop
+def test_cli_label_mapping_end_to_end(data_dir: Path, tmp_path: Path) -> None:
+    target = tmp_path / "target.csv"
+    rows = (data_dir / "tox21_800.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    j = header.index("NR-AhR")
+    target.write_text(
+        "smiles\n" + "".join(r.split(",")[-1] + "\n" for r in rows[1:] if r.split(",")[j] == "1")
+    )
+    out = tmp_path / "lm"
+    result = runner.invoke(
+        app,
+        ["prune-source", str(data_dir / "tox21_800.csv"), "--target", str(target),
+         "--method", "label-mapping", "--checkpoint", str(data_dir / ADMET),
+         "--keep", "0.25", "-o", str(out)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["units"][0]["name"] == "NR-AhR"
+    original = (data_dir / "tox21_800.csv").read_bytes().splitlines(keepends=True)
+    kept = (out / "kept.csv").read_bytes().splitlines(keepends=True)
+    assert len(kept) - 1 == report["num_kept"] == S.kept_count(800, 0.25)
+    assert set(kept[1:]) <= set(original[1:])
+    positions = [original.index(line) for line in kept[1:]]
+    assert positions == sorted(positions)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--method", "nope"], "unknown --method"),
+        (["--keep", "1.5"], "--keep"),
+        (["--smiles-column", "SMILEZ"], "no column 'SMILEZ'"),
+        (["--method", "label-mapping"], "needs --checkpoint"),
+    ],
+)
+def test_cli_bad_options_fail_with_one_line(data_dir: Path, tmp_path: Path, args, message) -> None:
+    result = runner.invoke(
+        app,
+        ["prune-source", str(data_dir / "moses_2k.csv"), "--target",
+         str(data_dir / "esol_600.csv"), "-o", str(tmp_path / "x"), *args],
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert message in result.output
+    assert not (tmp_path / "x" / "kept.csv").exists()
+
+
+def test_keep_and_csv_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError):
+        S.random_selection(10, 0.0)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("smiles,y\nCCO,1\nCCN,1,2\n")
+    with pytest.raises(S.MolPegError, match=r"line 3: 3 fields"):
+        S.read_records(bad)
