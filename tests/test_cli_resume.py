@@ -1,8 +1,8 @@
 """Interrupted run (``kill -9`` mid-training) + ``--resume`` = the uninterrupted run.
 
-Runs the real ``molpeg`` CLI in subprocesses with the ``torch`` backend on the committed BBBP
-subset: one uninterrupted run, one killed with SIGKILL as soon as it has saved its first
-per-epoch resume state, and the same command with ``--resume``.
+Runs the real ``molpeg`` CLI with the ``torch`` backend on the committed BBBP subset: one
+uninterrupted run (in-process), one subprocess killed with SIGKILL as soon as it has saved its
+first per-epoch resume state, and the same command with ``--resume`` (subprocess).
 """
 
 from __future__ import annotations
@@ -18,6 +18,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from typer.testing import CliRunner
+
+from molpeg_plugins.cli import app
 
 CLI = [sys.executable, "-c", "from molpeg_plugins.cli import main; main()"]
 EPOCHS = 8
@@ -49,11 +52,18 @@ def command(data: Path, out: Path, *extra: str) -> list[str]:
 @pytest.mark.slow
 def test_kill_9_then_resume_reproduces_the_uninterrupted_run(data_dir: Path, tmp_path: Path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    threads = torch.get_num_threads()
     data = tmp_path / "bbbp600.csv"  # byte-exact head of the committed subset
     data.write_bytes(b"".join((data_dir / "bbbp_1k.csv").read_bytes().splitlines(True)[:601]))
     full, broken = tmp_path / "full", tmp_path / "broken"
 
-    subprocess.run(command(data, full), env=env, check=True, timeout=300)
+    # the reference run in-process (single-threaded like the subprocesses: same arithmetic)
+    torch.set_num_threads(1)
+    try:
+        reference = CliRunner().invoke(app, command(data, full)[len(CLI) :])
+    finally:
+        torch.set_num_threads(threads)
+    assert reference.exit_code == 0, reference.output
 
     proc = subprocess.Popen(command(data, broken), env=env)
     state = broken / "resume.pt"
