@@ -8,6 +8,9 @@ the name is resolved in the scope of the object that carries the docstring (its 
 imports and members), and links to the API reference when that object is documented there.
 Names outside molpeg (``torch.utils.data.DistributedSampler``) stay as inline code.
 
+A method that overrides a documented method of a base class without a docstring of its own
+(``MolPeg.select`` overriding ``Strategy.select``) is shown with the base's docstring.
+
 It also expands grouped entries of ``Args:``/``Attributes:`` sections, ``a, b: text``,
 into one entry per name, so each parameter is matched against the signature.
 """
@@ -92,6 +95,24 @@ def _split_groups(text: str) -> str:
     return "\n".join(out)
 
 
+def _inherit_docstrings(cls: griffe.Class) -> None:
+    """Give undocumented method overrides the docstring of the method they override."""
+    try:
+        bases = cls.mro()
+    except (ValueError, griffe.AliasResolutionError, griffe.CyclicAliasError):
+        return
+    for name, member in cls.members.items():
+        if member.is_alias or not member.is_function or member.docstring is not None:
+            continue
+        for base in bases:
+            inherited = base.members.get(name)
+            if inherited is not None and inherited.docstring is not None:
+                member.docstring = griffe.Docstring(
+                    inherited.docstring.value, parent=member, lineno=None
+                )
+                break
+
+
 class SphinxRoles(griffe.Extension):
     """Rewrite Sphinx roles of every docstring once the whole package is loaded."""
 
@@ -100,6 +121,8 @@ class SphinxRoles(griffe.Extension):
         stack: list[griffe.Object] = [pkg]
         while stack:
             obj = stack.pop()
+            if obj.is_class:
+                _inherit_docstrings(obj)  # type: ignore[arg-type]
             if obj.docstring is not None and ":" in obj.docstring.value:
                 obj.docstring.value = _rewrite(obj, _split_groups(obj.docstring.value))
             stack.extend(
