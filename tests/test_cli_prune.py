@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -328,6 +329,18 @@ def test_missing_data_file_and_bad_choices(tmp_path: Path):
     assert result.exit_code == 2 and "no such file" in error_line(result)
     result = molpeg("prune", "--task", "ranking", "-o", tmp_path / "o")
     assert result.exit_code == 2  # Click rejects the choice and lists the valid ones
+
+
+def test_output_that_is_a_file_or_unwritable(bbbp300: Path, tmp_path: Path):
+    afile = tmp_path / "file"
+    afile.write_text("x")
+    result = prune_torch(bbbp300, afile)
+    assert result.exit_code == 2 and "is a file; give a folder" in error_line(result)
+    if os.geteuid() != 0:  # root ignores permissions
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        result = prune_torch(bbbp300, locked / "out")
+        assert result.exit_code == 1 and "Permission denied" in error_line(result)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message")

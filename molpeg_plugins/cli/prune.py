@@ -355,6 +355,11 @@ def prune(
         err.print("Error:", style="bold red", end=" ")
         err.print(str(exc), markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
+    except OSError as exc:  # unreadable input, unwritable output folder, full disk
+        err = Console(stderr=True)
+        err.print("Error:", style="bold red", end=" ")
+        err.print(f"{exc}; check the path and its permissions", markup=False, highlight=False)
+        raise typer.Exit(1) from None
     except KeyboardInterrupt:
         Console(stderr=True).print(
             f"Interrupted; continue with the same command plus --resume (state in {output})."
