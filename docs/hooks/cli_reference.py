@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 MARKER = "<!-- molpeg-cli-reference -->"
+CHEMPROP_MARKER = "<!-- molpeg-chemprop-options -->"
 RICH_BOLD = re.compile(r"\[bold\](.*?)\[/bold\]")
 RICH_TAG = re.compile(r"\[/?(?:bold|italic|dim|red|green|yellow|cyan|blue)\]")
 
@@ -28,6 +29,28 @@ def cli_markdown() -> str:
     ctx = typer.Context(command, info_name="molpeg")
     text = get_docs_for_click(obj=command, ctx=ctx, name="molpeg", indent=1)
     return tidy(text)
+
+
+def chemprop_options_markdown() -> str:
+    """Table of the options ``--plugin molpeg`` adds to ``chemprop train``, from the adapter.
+
+    Read from :data:`molpeg_chemprop.chemprop_cli.OPTIONS` (that module imports no Chemprop).
+    """
+    from molpeg_chemprop.chemprop_cli import OPTIONS
+
+    lines = ["| option | default | meaning |", "|---|---|---|"]
+    for flags, kwargs in OPTIONS.values():
+        kind = {float: " X", int: " N"}.get(kwargs.get("type"), " NAME")
+        metavar = "" if kwargs.get("action") == "store_true" else kind
+        default = kwargs.get("default")
+        shown = (
+            "off"
+            if kwargs.get("action") == "store_true"
+            else ("—" if default is None else f"`{default}`")
+        )
+        meaning = str(kwargs.get("help", "")).replace("|", "\\|")
+        lines.append(f"| `{', '.join(flags)}{metavar}` | {shown} | {meaning} |")
+    return "\n".join(lines) + "\n"
 
 
 def tidy(text: str) -> str:
@@ -54,7 +77,9 @@ def tidy(text: str) -> str:
 
 
 def on_page_markdown(markdown: str, **kwargs: Any) -> str:
-    """Replace the marker with the generated reference."""
-    if MARKER not in markdown:
-        return markdown
-    return markdown.replace(MARKER, cli_markdown())
+    """Replace the markers with the generated reference and option table."""
+    if MARKER in markdown:
+        markdown = markdown.replace(MARKER, cli_markdown())
+    if CHEMPROP_MARKER in markdown:
+        markdown = markdown.replace(CHEMPROP_MARKER, chemprop_options_markdown())
+    return markdown
