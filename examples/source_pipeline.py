@@ -167,6 +167,9 @@ def main() -> None:
     p.add_argument("--finetune-prune-ratio", type=float, default=0.3)
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--no-scratch", action="store_true", help="Skip the fine-tune without pretraining."
+    )
     p.add_argument("--work", type=Path, default=Path("/tmp/source_pipeline"))
     p.add_argument("--results", type=Path, default=None)
     args = p.parse_args()
@@ -208,17 +211,6 @@ def main() -> None:
             fh.write(",".join(str(row[f]) for f in FIELDS) + "\n")
         print("  " + "  ".join(f"{k}={row[k]}" for k in FIELDS))
 
-    if ("none", 0.0, args.seed) not in done:  # no pretraining at all
-        wall, auc, used = finetune(args, target_csv, None, work / f"ft_none_s{args.seed}")
-        record(
-            dict(
-                zip(
-                    FIELDS,
-                    ["none", 0.0, args.seed, 0, 0, 0, 0, round(wall, 1), round(auc, 4), used],
-                    strict=True,
-                )
-            )
-        )
     grid = [
         (m, f)
         for f in args.fractions
@@ -276,6 +268,18 @@ def main() -> None:
                 )
             )
         )  # fmt: skip
+
+    if not args.no_scratch and ("none", 0.0, args.seed) not in done:  # no pretraining at all
+        wall, auc, used = finetune(args, target_csv, None, work / f"ft_none_s{args.seed}")
+        record(
+            dict(
+                zip(
+                    FIELDS,
+                    ["none", 0.0, args.seed, 0, 0, 0, 0, round(wall, 1), round(auc, 4), used],
+                    strict=True,
+                )
+            )
+        )
 
 
 if __name__ == "__main__":

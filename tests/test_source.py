@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from rdkit import Chem
+from rdkit.Chem import rdMolDescriptors
 from typer.testing import CliRunner
 
 from molpeg_plugins import source as S
@@ -17,6 +18,10 @@ from molpeg_plugins.errors import ConfigError
 
 runner = CliRunner()
 ADMET = "admet_ai_v2_classification_model_0.pt"
+
+
+def _rings(smiles: str) -> int:
+    return rdMolDescriptors.CalcNumRings(Chem.MolFromSmiles(smiles))
 
 
 def _smiles(path: Path) -> list[str]:
@@ -29,13 +34,9 @@ def two_families(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[str], l
     """Source = 600 MOSES lead-like ring systems + half of ESOL's acyclic molecules;
     target = the other half of ESOL's acyclic molecules (real molecules, two chemistries)."""
     data = Path(__file__).parent / "data"
-    acyclic = [
-        s
-        for s in _smiles(data / "esol_600.csv")
-        if Chem.MolFromSmiles(s).GetRingInfo().NumRings() == 0
-    ]
+    acyclic = [s for s in _smiles(data / "esol_600.csv") if _rings(s) == 0]
     leads = _smiles(data / "moses_2k.csv")[:600]
-    assert all(Chem.MolFromSmiles(s).GetRingInfo().NumRings() > 0 for s in leads)
+    assert all(_rings(s) > 0 for s in leads)
     return leads + acyclic[::2], acyclic[1::2], len(leads)
 
 
