@@ -71,6 +71,7 @@ def test_prune_writes_every_output_and_keeps_rows_byte_exact(bbbp300: Path, tmp_
     assert result.exit_code == 0, result.output
     assert "row 59 (line 61): invalid SMILES" in result.output
     assert "molpeg prune: summary" in result.output
+    assert "epoch 2/2  kept 119/238  score_mean" in result.output  # plain log: not a TTY
 
     scores = pd.read_csv(out / "scores.csv")
     assert list(scores.columns) == [
@@ -354,3 +355,47 @@ def test_help_documents_examples_and_exit_codes():
     assert result.exit_code == 0
     for text in ("Examples", "Exit codes", "--prune-ratio", "--resume", "--trust-checkpoint"):
         assert text in result.output
+
+
+def test_rich_progress_bars_on_a_terminal(bbbp300: Path, tmp_path: Path):
+    """On a terminal the epoch bar is driven by the observer plugin's hooks."""
+    import io
+
+    from rich.console import Console
+
+    from molpeg_plugins.backend import FitJob
+    from molpeg_plugins.cli.prune import Display, EpochProgress
+    from molpeg_plugins.config import PruneConfig
+    from molpeg_plugins.data import load_molecules, split_positions
+    from molpeg_plugins.plugins import make_plugin_manager
+    from molpeg_plugins.torch_backend import TorchBackend
+
+    table = load_molecules(bbbp300)
+    valid = table.valid_rows
+    train, val, test = split_positions([""] * len(valid), "random", (0.8, 0.1, 0.1), 0)
+    screen = io.StringIO()
+    display = Display(console=Console(file=screen, force_terminal=True, width=150))
+    assert display.mode == "rich"
+    pm = make_plugin_manager(entry_points=False)
+    pm.register(EpochProgress(display, 3, len(train)))
+    job = FitJob(
+        smiles=[table.smiles[i] for i in valid],
+        targets=table.targets[valid],
+        target_names=["p_np"],
+        task="classification",
+        train_idx=train,
+        val_idx=val,
+        test_idx=test,
+        config=PruneConfig(),
+        work_dir=tmp_path,
+        epochs=3,
+        plugin_manager=pm,
+        progress=display.task,
+    )
+    with display:
+        TorchBackend().fit(job)
+    shown = screen.getvalue()
+    for text in ("Featurising", "Epoch 3/3", "kept 95/238", "val_roc_auc", "Evaluating", "3/3"):
+        assert text in shown, text
+    quiet = Display(quiet=True, console=Console(file=io.StringIO(), force_terminal=True))
+    assert quiet.mode == "quiet" and quiet.progress is None
