@@ -169,6 +169,11 @@ class PruningLoss:
         batch = own._take_batch()
         n = len(batch.indices)
         losses = unreduced_loss(model, outputs, labels)
+        if losses.shape[0] != len(batch.padded_indices):
+            raise MolPegError(
+                f"the loss got a batch of {losses.shape[0]} rows but pruning.dataset yielded "
+                f"{len(batch.padded_indices)}: pass pruning.dataset to model.fit"
+            )
         w = expand_weights(weights[0], losses)
         weighted = losses * w
         if pruner.current.pruned and not _all_ones(pruner.current.weights):
