@@ -163,14 +163,25 @@ def write_plots(
     fig = Figure(figsize=(6, 4))
     ax = fig.subplots()
     finite = train[np.isfinite(train["score"])]
-    bins = np.histogram_bin_edges(finite["score"], bins=40) if len(finite) else 10
+    positive = finite.loc[finite["score"] > 0, "score"]
+    log_scale = len(positive) > 1 and positive.max() > 100 * positive.min()
+    if log_scale:  # MolPeg scores span orders of magnitude; zeros are left out
+        finite = finite[finite["score"] > 0]
+        bins = np.geomspace(positive.min(), positive.max(), 41)
+        ax.set_xscale("log")
+    else:
+        bins = np.histogram_bin_edges(finite["score"], bins=40) if len(finite) else 10
     ax.hist(finite.loc[finite["kept"], "score"], bins=bins, alpha=0.7, label="kept")
     ax.hist(finite.loc[~finite["kept"], "score"], bins=bins, alpha=0.7, label="pruned")
-    ax.set(xlabel="final score", ylabel="training molecules", title="Scores: kept vs pruned")
+    ax.set(
+        xlabel="final score" + (" (log scale)" if log_scale else ""),
+        ylabel="training molecules",
+        title="Scores: kept vs pruned",
+    )
     ax.legend()
     _save(fig, paths[0])
 
-    epochs = [int(h["epoch"]) for h in result.history]
+    epochs = [int(h["epoch"]) + 1 for h in result.history]  # shown 1-based, like the logs
     fig = Figure(figsize=(6, 4))
     ax = fig.subplots()
     ax.plot(epochs, [h["num_kept"] / max(num_train, 1) for h in result.history], marker="o")
@@ -188,7 +199,7 @@ def write_plots(
         ax.plot(epochs, [h.get("train_loss", np.nan) for h in result.history], marker="o")
         ax.set(ylabel="training loss (no validation split)")
     if result.best_epoch >= 0:
-        ax.axvline(result.best_epoch, color="grey", linestyle="--", label="reported epoch")
+        ax.axvline(result.best_epoch + 1, color="grey", linestyle="--", label="reported epoch")
         ax.legend()
     ax.set(xlabel="epoch", title="Metric per epoch")
     _save(fig, paths[2])
