@@ -399,3 +399,14 @@ def test_rich_progress_bars_on_a_terminal(bbbp300: Path, tmp_path: Path):
         assert text in shown, text
     quiet = Display(quiet=True, console=Console(file=io.StringIO(), force_terminal=True))
     assert quiet.mode == "quiet" and quiet.progress is None
+
+
+def test_default_backend_is_chemprop_when_installed_else_torch():
+    from molpeg_plugins.cli.prune import choose_backend
+    from molpeg_plugins.plugins import make_plugin_manager
+
+    assert choose_backend(make_plugin_manager(entry_points=False), None).name == "torch"
+    pm = make_plugin_manager()
+    chemprop = pm.backends().get("chemprop")
+    expected = "chemprop" if chemprop is not None and chemprop.availability()[0] else "torch"
+    assert choose_backend(pm, None).name == expected
