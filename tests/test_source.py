@@ -61,6 +61,19 @@ def test_feature_mapping_keeps_the_target_family(two_families, features, groups)
     assert set(sel.group_of[sel.kept].tolist()) <= kept_groups
 
 
+@pytest.mark.chemprop
+def test_feature_mapping_on_pretrained_embeddings(two_families, data_dir: Path) -> None:
+    """Groups on the learned fingerprint of a real pretrained Chemprop model (ADMET-AI)."""
+    source, target, n_leads = two_families
+    n_family = len(source) - n_leads
+    sel = S.feature_mapping(
+        source, target, n_family / len(source), groups=10, checkpoint=data_dir / ADMET
+    )
+    assert sel.details["features"] == "embedding"
+    assert sel.units[0]["hits"] >= 0.8 * len(target)
+    assert (sel.kept >= n_leads).mean() >= 0.75  # measured: 0.81
+
+
 def test_feature_mapping_is_seeded_and_fills_exactly(two_families) -> None:
     source, target, _ = two_families
     a = S.feature_mapping(source, target, 0.37, groups=12, seed=3)
