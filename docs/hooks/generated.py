@@ -1,9 +1,13 @@
-"""MkDocs hook: generate the command-line reference from the Typer application.
+"""MkDocs hook: page content generated from the code at build time, so it cannot drift.
 
-A page containing the line ``<!-- molpeg-cli-reference -->`` gets it replaced, before the
-Markdown is parsed, by the Markdown that ``typer … utils docs`` would print for the
-``molpeg`` app (every command, argument, option and default), so the reference cannot drift
-from the code. Rich markup in epilogs (``[bold]…[/bold]``) becomes Markdown bold and indented
+* ``<!-- molpeg-cli-reference -->``: the command-line reference of the Typer app.
+* ``<!-- molpeg-chemprop-options -->``: the options ``--plugin molpeg`` adds to Chemprop.
+* ``<!-- molpeg-benchmark-plot -->``: the headline plot of ``benchmarks/report.py``, once
+  it exists.
+
+Markers are replaced before the Markdown is parsed. The CLI reference is the Markdown that
+``typer … utils docs`` would print for the ``molpeg`` app (every command, argument, option and
+default); Rich markup in epilogs (``[bold]…[/bold]``) becomes Markdown bold and indented
 example lines become a console block.
 """
 
@@ -14,6 +18,7 @@ from typing import Any
 
 MARKER = "<!-- molpeg-cli-reference -->"
 CHEMPROP_MARKER = "<!-- molpeg-chemprop-options -->"
+PLOT_MARKER = "<!-- molpeg-benchmark-plot -->"
 RICH_BOLD = re.compile(r"\[bold\](.*?)\[/bold\]")
 RICH_TAG = re.compile(r"\[/?(?:bold|italic|dim|red|green|yellow|cyan|blue)\]")
 
@@ -53,6 +58,31 @@ def chemprop_options_markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
+def benchmark_plot_markdown(docs_dir: str) -> str:
+    """The headline plot written by ``benchmarks/report.py``, or nothing before it exists.
+
+    Prefers the ``paper`` tier over ``quick`` and HIV over other datasets
+    (``docs/img/benchmark_{tier}_{dataset}.png``).
+    """
+    from pathlib import Path
+
+    plots = sorted((Path(docs_dir) / "img").glob("benchmark_*.png"))
+    if not plots:
+        return ""
+
+    def rank(path: Path) -> tuple[int, int, str]:
+        name = path.stem
+        return ("_paper_" not in f"{name}_", "hiv" not in name.lower(), name)
+
+    best = min(plots, key=rank)
+    return (
+        f"![Test metric against the fraction of training data pruned, and against training "
+        f"time, per method](img/{best.name})\n\n"
+        f"*Test metric against the fraction pruned (left) and training time (right); "
+        f"details and every other dataset on the [Benchmarks](benchmarks.md) page.*\n"
+    )
+
+
 def tidy(text: str) -> str:
     """Turn Rich markup into Markdown and indented example lines into console blocks."""
     out: list[str] = []
@@ -80,6 +110,10 @@ def on_page_markdown(markdown: str, **kwargs: Any) -> str:
     """Replace the markers with the generated reference and option table."""
     if MARKER in markdown:
         markdown = markdown.replace(MARKER, cli_markdown())
+    if PLOT_MARKER in markdown:
+        markdown = markdown.replace(
+            PLOT_MARKER, benchmark_plot_markdown(kwargs["config"]["docs_dir"])
+        )
     if CHEMPROP_MARKER in markdown:
         markdown = markdown.replace(CHEMPROP_MARKER, chemprop_options_markdown())
     return markdown
