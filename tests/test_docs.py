@@ -51,6 +51,11 @@ PAGE_MARKS = {
     "tutorials/source-pruning.md": [pytest.mark.slow],
     "tutorials/scaling.md": [pytest.mark.slow],
 }
+PAGE_REQUIRES = {
+    "tutorials/chemprop-cli.md": "chemprop",
+    "tutorials/chemprop-python.md": "chemprop",
+    "tutorials/deepchem.md": "deepchem",
+}
 PAGE_FILES: dict[str, list[str]] = {
     "tutorials/prune-cli.md": [
         "run1/pruned.csv",
