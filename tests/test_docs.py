@@ -207,6 +207,8 @@ def run_page(page: str, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> list[
     "page", [pytest.param(p, marks=PAGE_MARKS.get(p, []), id=p) for p in pages()]
 )
 def test_page_code_blocks_run(page: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if page in PAGE_REQUIRES:
+        pytest.importorskip(PAGE_REQUIRES[page])
     ran = run_page(page, tmp_path, monkeypatch)
     assert ran, f"docs/{page}: no block ran"
     for name in PAGE_FILES.get(page, []):
