@@ -11,6 +11,9 @@ Names outside molpeg (``torch.utils.data.DistributedSampler``) stay as inline co
 A method that overrides a documented method of a base class without a docstring of its own
 (``MolPeg.select`` overriding ``Strategy.select``) is shown with the base's docstring.
 
+Non-standard item sections (``Options:``, ``Columns (…):``) become a bold title and a bullet
+list, and ``Class attributes:`` becomes a regular ``Attributes:`` section.
+
 It also expands grouped entries of ``Args:``/``Attributes:`` sections, ``a, b: text``,
 into one entry per name, so each parameter is matched against the signature.
 """
@@ -27,6 +30,8 @@ SECTION = re.compile(
     r"^(?P<indent>\s*)(?:Args|Arguments|Parameters|Attributes|Keyword Args|Other Parameters):\s*$"
 )
 GROUPED = re.compile(r"^(?P<indent>\s+)(?P<names>\w+(?:,\s*\w+)+)(?P<rest>\s*(?:\([^)]*\))?:.*)$")
+ITEM_SECTION = re.compile(r"^(?P<indent>\s*)(?P<title>Options|Columns(?: \(.*\))?):\s*$")
+ITEM = re.compile(r"^(?P<names>\w+(?:,\s*\w+)*):\s+(?P<text>.*)$")
 ROLE = re.compile(r":(?:class|func|meth|mod|data|attr|exc|obj|py:\w+):`(?P<target>[^`]+)`")
 
 
@@ -57,6 +62,37 @@ def _rewrite(obj: griffe.Object, text: str) -> str:
         return f'<autoref identifier="{html.escape(identifier)}" optional>{code}</autoref>'
 
     return ROLE.sub(replace, text)
+
+
+def _listify(text: str) -> str:
+    """Render ``Options:``-like sections of ``name: text`` items as a bullet list."""
+    lines = text.replace("Class attributes:", "Attributes:").splitlines()
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        header = ITEM_SECTION.match(lines[i])
+        if not header:
+            out.append(lines[i])
+            i += 1
+            continue
+        indent = header.group("indent")
+        out += [f"{indent}**{header.group('title')}:**", ""]
+        i += 1
+        while i < len(lines) and (
+            not lines[i].strip() or len(lines[i]) - len(lines[i].lstrip()) > len(indent)
+        ):
+            stripped = lines[i].strip()
+            item = ITEM.match(stripped)
+            item_indent = len(lines[i]) - len(lines[i].lstrip())
+            if item and (not out[-1].strip() or item_indent == len(indent) + 4):
+                names = ", ".join(f"``{n.strip()}``" for n in item.group("names").split(","))
+                out.append(f"{indent}- {names}: {item.group('text')}")
+            elif stripped:
+                out.append(f"{indent}  {stripped}")
+            else:
+                out.append("")
+            i += 1
+    return "\n".join(out)
 
 
 def _split_groups(text: str) -> str:
@@ -124,7 +160,7 @@ class SphinxRoles(griffe.Extension):
             if obj.is_class:
                 _inherit_docstrings(obj)  # type: ignore[arg-type]
             if obj.docstring is not None and ":" in obj.docstring.value:
-                obj.docstring.value = _rewrite(obj, _split_groups(obj.docstring.value))
+                obj.docstring.value = _rewrite(obj, _split_groups(_listify(obj.docstring.value)))
             stack.extend(
                 member
                 for member in obj.members.values()
