@@ -49,6 +49,8 @@ def run_grid(
     Finished rows already in the file are skipped, so an interrupted grid resumes. The kept
     fraction ``x`` is passed to the backend as ``prune_ratio = 1 − x`` with the strategy
     (static strategies keep ``x`` of the training set once, dynamic ones ``x`` per epoch).
+    Warm-up epochs on the full data are used only by strategies that need them to score
+    (``Strategy.needs_warmup``), with their minimum number of warm-up epochs.
 
     Returns:
         The results CSV (columns ``strategy, fraction, metric, seed`` then details).
@@ -91,7 +93,9 @@ def run_grid(
                 k += 1
                 if (strategy, float(fraction), str(seed)) in done:
                     continue
-                warmup = max(1, getattr(cls, "min_warmup_epochs", 1))  # as `molpeg prune`
+                # warm-up epochs train on all molecules: only where the strategy needs them, or
+                # every fraction would see the full data (and model selection may pick them)
+                warmup = cls.min_warmup_epochs if cls.needs_warmup else 0
                 config = PruneConfig(
                     prune_ratio=round(1.0 - fraction, 10),
                     strategy=strategy,
