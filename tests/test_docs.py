@@ -257,8 +257,12 @@ def test_readme_pytorch_snippet_trains_on_bbbp() -> None:
     from torch.utils.data import DataLoader, TensorDataset
 
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    snippet = [m.group("body") for m in FENCE.finditer(readme) if m.group("lang") == "python"]
-    assert len(snippet) == 1, "the README should have exactly one python snippet"
+    snippet = [
+        m.group("body")
+        for m in FENCE.finditer(readme)
+        if m.group("lang") == "python" and "EMAReference" in m.group("body")
+    ]
+    assert len(snippet) == 1, "the README should have exactly one plain-PyTorch snippet"
 
     RDLogger.DisableLog("rdApp.*")
     frame = pd.read_csv(DATA / "bbbp_1k.csv")
@@ -296,3 +300,31 @@ def test_readme_pytorch_snippet_trains_on_bbbp() -> None:
     with torch.no_grad():
         loss_after = criterion(model(x), y).item()
     assert loss_after < 0.7 * loss_before  # it learned from the molecules it kept
+
+
+def test_readme_deepchem_snippet_prunes_a_real_fit() -> None:
+    """The README's DeepChem lines run as written around a real MultitaskClassifier."""
+    dc = pytest.importorskip("deepchem")
+    import numpy as np
+    import pandas as pd
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    snippet = [
+        m.group("body")
+        for m in FENCE.finditer(readme)
+        if m.group("lang") == "python" and "MolPegDeepChem" in m.group("body")
+    ]
+    assert len(snippet) == 1, "the README should have exactly one DeepChem snippet"
+    frame = pd.read_csv(DATA / "bbbp_1k.csv").iloc[:300]
+    features = dc.feat.CircularFingerprint(size=256).featurize(frame["smiles"].tolist())
+    valid = np.array([f.shape == (256,) for f in features])
+    x = np.stack(features[valid]).astype(np.float32)
+    y = frame["p_np"].to_numpy(dtype=np.float32)[valid, None]
+    train_dataset = dc.data.NumpyDataset(x, y)
+    model = dc.models.MultitaskClassifier(1, 256, layer_sizes=[32], batch_size=64)
+    namespace = {"model": model, "train_dataset": train_dataset}
+    exec(compile(snippet[0], "README.md", "exec"), namespace)
+    pruning = namespace["pruning"]
+    kept = [int(h["num_kept"]) for h in pruning.pruner.history]
+    n = len(y)
+    assert kept == [n] + [n - int(np.floor(0.5 * n + 0.5))] * 9
