@@ -1,7 +1,8 @@
-"""The API reference stays complete: every public module is on a reference page, and every
-public class, function and method has a docstring (an override may inherit its base's).
+"""The reference stays complete: every public module is on an API page, every public class,
+function and method has a docstring (an override may inherit its base's), and the generated
+command-line reference lists every command.
 
-Static analysis with griffe (what mkdocstrings renders), so no framework is imported.
+The API checks are static (griffe, what mkdocstrings renders), so no framework is imported.
 """
 
 from __future__ import annotations
@@ -71,3 +72,41 @@ def test_every_public_object_has_a_docstring() -> None:
             missing.append(pkg)
         missing += _undocumented(module)
     assert not missing, "public objects without a docstring:\n" + "\n".join(missing)
+
+
+def _generated_hook():
+    import importlib.util
+
+    path = ROOT / "docs" / "hooks" / "generated.py"
+    spec = importlib.util.spec_from_file_location("docs_generated", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cli_reference_covers_every_command() -> None:
+    """The generated CLI page has a heading for every command of the Typer app."""
+    import typer
+
+    from molpeg_plugins.cli import app
+
+    def names(command, prefix: str) -> list[str]:
+        found = [prefix]
+        for name, sub in getattr(command, "commands", {}).items():
+            found += names(sub, f"{prefix} {name}")
+        return found
+
+    markdown = _generated_hook().cli_markdown()
+    commands = names(typer.main.get_command(app), "molpeg")
+    assert {"molpeg prune", "molpeg strategies"} <= set(commands)
+    for command in commands:
+        assert f"`{command}`\n" in markdown, f"{command} is missing from the CLI reference"
+    assert "[bold]" not in markdown  # Rich markup is turned into Markdown
+
+
+def test_chemprop_options_table_lists_every_option() -> None:
+    from molpeg_chemprop.chemprop_cli import OPTIONS
+
+    table = _generated_hook().chemprop_options_markdown()
+    for flags, _ in OPTIONS.values():
+        assert f"`{flags[0]}" in table
