@@ -60,8 +60,9 @@ class InfoBatch(Strategy):
     Samples whose last loss is below the mean are "well learned". Each epoch a random part of
     them is dropped and the kept ones among them get loss weight ``1 / (1 − q)``, where ``q``
     is the fraction of the well-learned samples dropped, so the expected gradient is kept.
-    The last 12.5% of epochs train on the full data (annealing) unless ``anneal_epochs`` is
-    set.
+    The pruner then trains the final epochs on the full data (annealing), as InfoBatch does:
+    it prunes while ``epoch < 0.875·E``, i.e. ``E − ceil(0.875·E)`` epochs anneal, unless
+    ``anneal_epochs`` is set.
 
     Options:
         budget: ``"exact"`` (default) removes exactly ``N − num_keep`` samples, so ratios
