@@ -33,6 +33,7 @@ PAPER_HIV = {
 }
 PAPER_HIV_FULL = 85.1
 SNIPPETS = [
+    "analysis.md",
     "chemprop_overhead.md",
     "deepchem_fit.md",
     "selection_cost.md",
@@ -54,6 +55,7 @@ def _table(frame: pd.DataFrame, dataset: str, paper: bool) -> str:
     sub = frame[frame.dataset == dataset]
     metric = sub.metric_name.iloc[0]
     scale = 100.0 if metric in {"roc", "prc"} else 1.0
+    digits = 1 if scale == 100.0 else 3
     ratios = sorted(r for r in sub.ratio.unique() if r > 0)
     full = sub[sub.method == "full"]
     header = "| method | " + " | ".join(f"{int(r * 100)}% pruned" for r in ratios) + " |"
@@ -61,7 +63,7 @@ def _table(frame: pd.DataFrame, dataset: str, paper: bool) -> str:
     if len(full):
         m = full.metric.mean() * scale
         lines.append(
-            f"| full data (ours) | {m:.1f} (all columns) " + "| " * (len(ratios) - 1) + "|"
+            f"| full data (ours) | {m:.{digits}f} (all columns) " + "| " * (len(ratios) - 1) + "|"
         )
     for method in sorted(sub.method.unique()):
         if method == "full":
@@ -72,9 +74,9 @@ def _table(frame: pd.DataFrame, dataset: str, paper: bool) -> str:
             if len(vals) == 0:
                 cells.append("—")
             elif len(vals) == 1:
-                cells.append(f"{vals.iloc[0]:.1f}")
+                cells.append(f"{vals.iloc[0]:.{digits}f}")
             else:
-                cells.append(f"{vals.mean():.1f} ± {vals.std():.1f}")
+                cells.append(f"{vals.mean():.{digits}f} ± {vals.std():.{digits}f}")
         lines.append(f"| {method} (ours) | " + " | ".join(cells) + " |")
         if paper and method in PAPER_HIV:
             ref = [f"{PAPER_HIV[method].get(r, float('nan')):.1f}" for r in ratios]
@@ -147,7 +149,7 @@ def write_report() -> Path:
         "source CSV (one row per run).",
         "",
     ]
-    for tier in ("paper", "quick"):
+    for tier in ("paper", "quick", "own"):
         path = RESULTS / f"{tier}.csv"
         if not path.exists():
             continue
@@ -167,13 +169,32 @@ def write_report() -> Path:
             parts += [f"### {dataset} (test {unit} at the best-validation epoch)", ""]
             parts += [_table(frame, dataset, paper=dataset.startswith("HIV")), ""]
             parts += [
-                "Cost (same machine, same run of the grid):",
+                "Cost as measured during the grid (rows are comparable only when the machine was"
+                " equally loaded; the `timing` tier repeats the key runs on a quiet machine):",
                 "",
                 _cost_table(frame, dataset),
                 "",
             ]
         for name in _plots(frame, tier):
             parts += [f"![{name}](img/{name})", ""]
+    timing = RESULTS / "timing.csv"
+    if timing.exists():
+        frame = pd.read_csv(timing)
+        first = frame.iloc[0]
+        parts += [
+            "## Cost on a quiet machine — tier `timing`",
+            "",
+            "Full data, MolPeg and soft random at 60% pruned, run back to back with nothing else",
+            f"on the machine. Command: `python benchmarks/run.py --tier timing` · device: "
+            f"{first.device} · commit {first.commit}.",
+            "",
+        ]
+        for dataset in frame.dataset.unique():
+            parts += [f"### {dataset}", "", _cost_table(frame, dataset), ""]
+            sub = frame[frame.dataset == dataset].set_index("method")
+            if {"molpeg", "soft-random"} <= set(sub.index):
+                ratio = sub.loc["molpeg", "fit_seconds"] / sub.loc["soft-random", "fit_seconds"]
+                parts += [f"MolPeg fit time / soft-random fit time: {ratio:.2f}×.", ""]
     pretrain = RESULTS / "pretrain.json"
     if pretrain.exists():
         info = json.loads(pretrain.read_text())

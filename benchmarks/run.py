@@ -7,6 +7,8 @@ soon as the run ends, so an interrupted grid resumes where it stopped (finished 
 skipped). ``--report`` regenerates ``docs/benchmarks.md`` and the plots from the CSVs.
 
     python benchmarks/run.py --tier quick            # CPU sanity table, ~30 min on 2 cores
+    python benchmarks/run.py --tier timing           # full vs molpeg vs soft-random cost only
+    python benchmarks/run.py --tier own              # from our own pretrained encoder
     python benchmarks/run.py --tier paper            # the full grid (GPU; resumable)
     python benchmarks/run.py --report                # tables + plots only
 
@@ -95,6 +97,16 @@ def grid(tier: str, foundation: Path) -> list[Run]:
         runs += [
             Run(LIPO, m, 0.6, 0, 6, foundation) for m in ("molpeg", "soft-random", "infobatch")
         ]
+    elif tier == "timing":
+        # Cost only: the three runs of the speed comparison back to back on a quiet machine.
+        hiv = Dataset(**{**HIV.__dict__, "name": "HIV-10k", "subsample": 10_000})
+        runs.append(Run(hiv, "full", 0.0, 0, 6, foundation))
+        runs += [Run(hiv, m, 0.6, 0, 6, foundation) for m in ("molpeg", "soft-random")]
+    elif tier == "own":
+        # Fine-tuning from our own descriptor-pretrained encoder (pretrain_descriptors.py).
+        hiv = Dataset(**{**HIV.__dict__, "name": "HIV-10k", "subsample": 10_000})
+        runs.append(Run(hiv, "full", 0.0, 0, 6, foundation))
+        runs += [Run(hiv, m, 0.6, 0, 6, foundation) for m in ("molpeg", "soft-random")]
     elif tier == "paper":
         for seed in (0, 1, 2):
             for data in (HIV, LIPO):
@@ -105,7 +117,7 @@ def grid(tier: str, foundation: Path) -> list[Run]:
                     for m in METHODS
                 ]
     else:
-        raise SystemExit(f"unknown tier {tier!r}: use quick or paper")
+        raise SystemExit(f"unknown tier {tier!r}: use quick, timing, own or paper")
     return runs
 
 
@@ -236,7 +248,7 @@ def append(path: Path, row: dict[str, str]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tier", choices=["quick", "paper"])
+    parser.add_argument("--tier", choices=["quick", "timing", "own", "paper"])
     parser.add_argument(
         "--foundation", type=Path, help="model for --from-foundation (default: ADMET-AI)"
     )
@@ -244,7 +256,8 @@ def main() -> None:
     parser.add_argument("--only", help="comma-separated methods to run (default: all of the tier)")
     args = parser.parse_args()
     if args.tier:
-        foundation = (args.foundation or ADMET_AI).resolve()
+        default = OWN_FOUNDATION if args.tier == "own" else ADMET_AI
+        foundation = (args.foundation or default).resolve()
         results = RESULTS / f"{args.tier}.csv"
         results.parent.mkdir(parents=True, exist_ok=True)
         finished = done_keys(results)
