@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import importlib.util
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -107,6 +108,18 @@ class FitResult:
     final_kept: np.ndarray
     model_path: Path | None
     versions: dict[str, str] = field(default_factory=dict)
+
+
+def improves(value: float, best: float, higher_is_better: bool) -> bool:
+    """Whether validation ``value`` beats ``best`` (model selection across epochs).
+
+    A non-finite ``value`` never improves; any finite value improves on a non-finite best.
+    """
+    if not math.isfinite(value):
+        return False
+    if not math.isfinite(best):
+        return True
+    return value > best if higher_is_better else value < best
 
 
 class Backend(ABC):

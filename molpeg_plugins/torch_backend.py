@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from molpeg_plugins.atomic import torch_save
-from molpeg_plugins.backend import Backend, FitJob, FitResult
+from molpeg_plugins.backend import Backend, FitJob, FitResult, improves
 from molpeg_plugins.checkpoints import safe_load
 from molpeg_plugins.errors import ConfigError, MolPegError
 from molpeg_plugins.hookspecs import hookimpl
@@ -273,13 +273,7 @@ class TorchBackend(Backend):
             }
             history.append(row)
             value = val.get(metric, math.nan)
-            improved = best["state"] is None or (
-                math.isfinite(value)
-                and (
-                    not math.isfinite(best["value"])
-                    or (value > best["value"] if higher_is_better else value < best["value"])
-                )
-            )
+            improved = best["state"] is None or improves(value, best["value"], higher_is_better)
             if improved or not len(job.val_idx):
                 best = {
                     "epoch": epoch,

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from molpeg_plugins.backend import Backend, FitJob, FitResult
+from molpeg_plugins.backend import Backend, FitJob, FitResult, improves
 from molpeg_plugins.errors import ConfigError, MolPegError
 
 MODEL_KIND = "molpeg-deepchem-multitask"
@@ -199,13 +199,7 @@ class DeepChemBackend(Backend):
                 }
             )
             value = val_metrics.get(metric, math.nan)
-            improved = best["state"] is None or (
-                math.isfinite(value)
-                and (
-                    not math.isfinite(best["value"])
-                    or (value > best["value"] if higher_is_better else value < best["value"])
-                )
-            )
+            improved = best["state"] is None or improves(value, best["value"], higher_is_better)
             if improved or not len(job.val_idx):
                 best = {
                     "epoch": epoch,
