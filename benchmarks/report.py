@@ -139,6 +139,24 @@ def _plots(frame: pd.DataFrame, tier: str) -> list[str]:
     return made
 
 
+def _as_section(markdown: str) -> str:
+    """Shift a snippet's headings so its top level is ``##`` (code fences left alone)."""
+    lines, fenced, levels = markdown.splitlines(), False, []
+    for line in lines:
+        fenced ^= line.startswith("```")
+        if not fenced and line.startswith("#"):
+            levels.append(len(line) - len(line.lstrip("#")))
+    shift = 2 - min(levels) if levels else 0
+    out, fenced = [], False
+    for line in lines:
+        fenced ^= line.startswith("```")
+        if not fenced and line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            line = "#" * max(1, level + shift) + line[level:]
+        out.append(line)
+    return "\n".join(out)
+
+
 def write_report() -> Path:
     """Regenerate docs/benchmarks.md from everything under benchmarks/results/."""
     parts = [
@@ -213,10 +231,7 @@ def write_report() -> Path:
         path = RESULTS / snippet
         if path.exists():
             text = path.read_text().strip()
-            # Demote the snippet's headings under this page's title.
-            text = "\n".join(
-                "#" + line if line.startswith("#") else line for line in text.splitlines()
-            )
+            text = _as_section(text)
             parts += [text, ""]
     _atomic_write(DOC, "\n".join(parts).rstrip() + "\n")
     return DOC
