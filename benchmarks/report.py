@@ -221,8 +221,12 @@ def write_report() -> Path:
             "",
             f"Chemprop MPNN pretrained on {info['molecules']:,} MOSES molecules to predict "
             f"{len(info['descriptors'])} standardised RDKit descriptors, {info['epochs']} epochs: "
-            f"{info['train_seconds']:.0f} s training (+{info['descriptor_seconds']:.0f} s "
-            f"descriptors) on {info['machine']}.",
+            f"{info['train_seconds']:.0f} s training on {info['machine']}"
+            + (
+                f" (+{info['descriptor_seconds']:.0f} s computing descriptors)."
+                if info["descriptor_seconds"] > 0
+                else " (descriptor table reused from an earlier run, its time not included)."
+            ),
             "",
             "Command: `python benchmarks/pretrain_descriptors.py`",
             "",
