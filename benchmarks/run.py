@@ -9,14 +9,19 @@ skipped). ``--report`` regenerates ``docs/benchmarks.md`` and the plots from the
     python benchmarks/run.py --tier quick            # CPU sanity table, ~30 min on 2 cores
     python benchmarks/run.py --tier timing           # full vs molpeg vs soft-random cost only
     python benchmarks/run.py --tier own              # from our own pretrained encoder
-    python benchmarks/run.py --tier paper            # the full grid (GPU; resumable)
+    python benchmarks/run.py --tier paper --jobs 12  # the full grid (GPU; resumable)
     python benchmarks/run.py --report                # tables + plots only
 
 Tiers:
     quick  HIV subsample (10,000 molecules, seeded), scaffold split 80/10/10, 6 epochs, seed 0;
            Lipophilicity (4,200 molecules) as the regression set.
     paper  full HIV (41,127) and Lipophilicity, 10 epochs, pruned fractions 0.4/0.6/0.8/0.9,
-           seeds 0, 1, 2.
+           seeds 0, 1, 2; ordered so that a cut-off run leaves whole seeds of the 0.6 column
+           first. ``--jobs N`` runs N grid points at once (one GPU is shared; each run gets
+           ``--threads`` CPU threads). ``benchmarks/gpu_session.sh`` drives it on a lent GPU.
+
+Environment: ``MOLPEG_SHARED`` overrides where ``../shared`` (data and models) is read from, and
+``MOLPEG_COMMIT`` names the commit when the tree has no ``.git`` (a copied working tree).
 """
 
 from __future__ import annotations
@@ -29,15 +34,18 @@ import re
 import shlex
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT / "../shared"
+SHARED = Path(os.environ.get("MOLPEG_SHARED", ROOT / "../shared"))
 WORK = ROOT / "benchmarks/work"
 RESULTS = ROOT / "benchmarks/results"
+THREADS = 1  # CPU threads per chemprop run (set by --threads)
 ADMET_AI = SHARED / "models/admet_ai_v2_classification_model_0.pt"
 OWN_FOUNDATION = WORK / "pretrain/chemprop/model_0/best.pt"
 
@@ -108,14 +116,19 @@ def grid(tier: str, foundation: Path) -> list[Run]:
         runs.append(Run(hiv, "full", 0.0, 0, 6, foundation))
         runs += [Run(hiv, m, 0.6, 0, 6, foundation) for m in ("molpeg", "soft-random")]
     elif tier == "paper":
+        # Priority order: whole seeds of the 0.4/0.6/0.8 columns first, 0.9 last.
         for seed in (0, 1, 2):
             for data in (HIV, LIPO):
                 runs.append(Run(data, "full", 0.0, seed, 10, foundation))
                 runs += [
-                    Run(data, m, r, seed, 10, foundation)
-                    for r in (0.4, 0.6, 0.8, 0.9)
-                    for m in METHODS
+                    Run(data, m, r, seed, 10, foundation) for r in (0.6, 0.4, 0.8) for m in METHODS
                 ]
+        runs += [
+            Run(data, m, 0.9, seed, 10, foundation)
+            for seed in (0, 1, 2)
+            for data in (HIV, LIPO)
+            for m in METHODS
+        ]
     else:
         raise SystemExit(f"unknown tier {tier!r}: use quick, timing, own or paper")
     return runs
@@ -139,7 +152,7 @@ def command(run: Run, data_path: Path, out_dir: Path) -> list[str]:
     """The chemprop command line of a run."""
     data = run.dataset
     cmd = [
-        "chemprop", "train", "--data-path", str(data_path), "--task-type", data.task,
+        chemprop_executable(), "train", "--data-path", str(data_path), "--task-type", data.task,
         "--smiles-columns", "smiles", "--target-columns", data.target,
         "--split-type", "scaffold_balanced", "--split-sizes", "0.8", "0.1", "0.1",
         "--epochs", str(run.epochs), "--metrics", data.metric, "--tracking-metric", data.metric,
@@ -151,6 +164,12 @@ def command(run: Run, data_path: Path, out_dir: Path) -> list[str]:
             "--plugin", "molpeg", "--prune-ratio", str(run.ratio), "--prune-strategy", run.method,
         ]  # fmt: skip
     return cmd
+
+
+def chemprop_executable() -> str:
+    """The ``chemprop`` script of this interpreter's environment (falls back to PATH)."""
+    beside = Path(sys.executable).with_name("chemprop")
+    return str(beside) if beside.exists() else "chemprop"
 
 
 MEASURE = (
@@ -176,7 +195,10 @@ def execute(run: Run, tier: str) -> dict[str, str]:
     with log_path.open("w") as log:
         log.write("$ " + shlex.join(cmd) + "\n")
         log.flush()
-        proc = subprocess.run([sys.executable, "-c", MEASURE, *cmd], stdout=log, stderr=log)
+        env = {**os.environ, "OMP_NUM_THREADS": str(THREADS), "MKL_NUM_THREADS": str(THREADS)}
+        proc = subprocess.run(
+            [sys.executable, "-c", MEASURE, *cmd], stdout=log, stderr=log, env=env
+        )
     wall = time.perf_counter() - t0
     text = log_path.read_text()
     if proc.returncode != 0:
@@ -200,7 +222,7 @@ def execute(run: Run, tier: str) -> dict[str, str]:
         "seconds_per_epoch": f"{fit / run.epochs:.1f}",
         "peak_rss_mb": f"{int(rss.group(1)) / 1024:.0f}" if rss else "nan",
         "foundation": run.foundation.name,
-        "device": device_name(),
+        "device": device_name() + (f", {JOBS} runs at once" if JOBS > 1 else ""),
         "commit": git_commit(),
         "finished": datetime.now().isoformat(timespec="seconds"),
     }
@@ -219,7 +241,9 @@ def device_name() -> str:
 
 
 def git_commit() -> str:
-    """Short hash of the checked-out commit."""
+    """Short hash of the checked-out commit (``MOLPEG_COMMIT`` when there is no ``.git``)."""
+    if os.environ.get("MOLPEG_COMMIT"):
+        return os.environ["MOLPEG_COMMIT"]
     out = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
     )
@@ -234,10 +258,14 @@ def done_keys(path: Path) -> set[tuple[str, str, str, str]]:
         return {(r["dataset"], r["method"], r["ratio"], r["seed"]) for r in csv.DictReader(f)}
 
 
+_APPEND_LOCK = threading.Lock()
+JOBS = 1  # runs at once (set by --jobs)
+
+
 def append(path: Path, row: dict[str, str]) -> None:
     """Append one row (writing the header first if the file is new), flushed to disk."""
-    new = not path.exists()
-    with path.open("a", newline="") as f:
+    with _APPEND_LOCK, path.open("a", newline="") as f:
+        new = f.tell() == 0
         writer = csv.DictWriter(f, fieldnames=FIELDS)
         if new:
             writer.writeheader()
@@ -246,34 +274,65 @@ def append(path: Path, row: dict[str, str]) -> None:
         os.fsync(f.fileno())
 
 
+def run_grid(todo: list[Run], tier: str, results: Path, jobs: int) -> int:
+    """Run the grid points, ``jobs`` at a time; returns how many failed (the rest are kept)."""
+    failed = 0
+
+    def one(run: Run) -> dict[str, str]:
+        row = execute(run, tier)
+        append(results, row)
+        return row
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = {pool.submit(one, run): run for run in todo}
+        for i, future in enumerate(as_completed(futures), 1):
+            run = futures[future]
+            try:
+                row = future.result()
+            except RuntimeError as err:
+                failed += 1
+                print(f"[{i}/{len(todo)}] {run.key} FAILED: {err}", flush=True)
+                continue
+            print(
+                f"[{i}/{len(todo)}] {run.key} {row['metric_name']}={row['metric']} "
+                f"wall={row['wall_seconds']}s",
+                flush=True,
+            )
+    return failed
+
+
 def main() -> None:
+    global WORK, THREADS, JOBS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tier", choices=["quick", "timing", "own", "paper"])
     parser.add_argument(
         "--foundation", type=Path, help="model for --from-foundation (default: ADMET-AI)"
     )
     parser.add_argument("--report", action="store_true", help="only regenerate docs/benchmarks.md")
+    parser.add_argument("--no-report", action="store_true", help="do not regenerate the docs")
     parser.add_argument("--only", help="comma-separated methods to run (default: all of the tier)")
+    parser.add_argument("--jobs", type=int, default=1, help="grid points run at once")
+    parser.add_argument("--threads", type=int, default=THREADS, help="CPU threads per run")
+    parser.add_argument("--work", type=Path, default=WORK, help="scratch folder for run outputs")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="folder of the CSVs")
     args = parser.parse_args()
+    WORK, THREADS, JOBS = args.work.resolve(), args.threads, args.jobs
+    failed = 0
     if args.tier:
         default = OWN_FOUNDATION if args.tier == "own" else ADMET_AI
         foundation = (args.foundation or default).resolve()
-        results = RESULTS / f"{args.tier}.csv"
+        results = args.results / f"{args.tier}.csv"
         results.parent.mkdir(parents=True, exist_ok=True)
         finished = done_keys(results)
         todo = [r for r in grid(args.tier, foundation) if r.key not in finished]
         if args.only:
             todo = [r for r in todo if r.method in args.only.split(",")]
-        for i, run in enumerate(todo, 1):
-            print(f"[{i}/{len(todo)}] {run.key}", flush=True)
-            row = execute(run, args.tier)
-            append(results, row)
-            print(
-                f"    {row['metric_name']}={row['metric']} wall={row['wall_seconds']}s", flush=True
-            )
-    from report import write_report  # benchmarks/report.py
+        failed = run_grid(todo, args.tier, results, args.jobs)
+    if not args.no_report:
+        from report import write_report  # benchmarks/report.py
 
-    write_report()
+        write_report()
+    sys.exit(1 if failed else 0)
 
 
 if __name__ == "__main__":
