@@ -25,7 +25,10 @@ collect() {
     uptime >>"$OUT"/gpu.txt
 }
 
+export LD_LIBRARY_PATH=$PWD/.bench/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}  # X libs cuik_molmaker links
+
 if [ "$mode" = start ]; then
+    pkill -f benchmarks/run.py && sleep 2  # a grid left by an earlier start
     python3 -m pip install -q --no-index --no-deps --no-compile --ignore-requires-python .whl/*.whl || exit 3
     python3 -m pip install -q --no-index --no-deps --no-build-isolation -e . || exit 3
     python3 -c "import chemprop, molpeg_chemprop, torch; print('chemprop', chemprop.__version__,

@@ -135,16 +135,31 @@ def grid(tier: str, foundation: Path) -> list[Run]:
 
 
 def prepare(data: Dataset) -> Path:
-    """The CSV chemprop reads: the source, or a seeded subsample of it (rows kept verbatim)."""
-    if data.subsample is None:
-        return data.source
+    """The CSV chemprop reads: the source without the rows RDKit rejects, seeded-subsampled.
+
+    ``chemprop train`` aborts on the first SMILES RDKit cannot sanitise (full HIV has a few
+    hypervalent-metal complexes), so they are dropped here and listed, by source row, in
+    ``<name>.skipped.txt`` beside the prepared file. Rows are otherwise kept verbatim.
+    """
     import pandas as pd
 
+    from molpeg_plugins.data import parse_smiles
+
     out = WORK / f"{data.name}.csv"
-    if not out.exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
-        frame = pd.read_csv(data.source)
-        frame.sample(n=data.subsample, random_state=0).sort_index().to_csv(out, index=False)
+    if out.exists():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame = pd.read_csv(data.source)
+    if data.subsample is not None:
+        frame = frame.sample(n=data.subsample, random_state=0).sort_index()
+    reasons = {i: parse_smiles(str(s))[1] for i, s in frame.smiles.items()}
+    bad = [i for i, reason in reasons.items() if reason]
+    skipped = "".join(f"row {i + 2}: {reasons[i]}\n" for i in bad)  # +2: header, 1-based
+    (WORK / f"{data.name}.skipped.txt").write_text(skipped)
+    tmp = out.with_suffix(".tmp")
+    frame.drop(index=bad).to_csv(tmp, index=False)
+    tmp.replace(out)
+    print(f"{data.name}: {len(frame) - len(bad)} molecules, {len(bad)} skipped ({out})", flush=True)
     return out
 
 
@@ -277,6 +292,8 @@ def append(path: Path, row: dict[str, str]) -> None:
 def run_grid(todo: list[Run], tier: str, results: Path, jobs: int) -> int:
     """Run the grid points, ``jobs`` at a time; returns how many failed (the rest are kept)."""
     failed = 0
+    for data in {run.dataset for run in todo}:
+        prepare(data)  # once, before the runs that read it start in parallel
 
     def one(run: Run) -> dict[str, str]:
         row = execute(run, tier)
