@@ -29,6 +29,7 @@ export LD_LIBRARY_PATH=$PWD/.bench/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}  # X
 
 if [ "$mode" = start ]; then
     pkill -f benchmarks/run.py && sleep 2  # a grid left by an earlier start
+    mkdir -p "$BENCH"/results && [ ! -f "$BENCH"/results/paper.csv ] && cp .bench/results/paper.csv "$BENCH"/results/ 2>/dev/null  # resume
     python3 -m pip install -q --no-index --no-deps --no-compile --ignore-requires-python .whl/*.whl || exit 3
     python3 -m pip install -q --no-index --no-deps --no-build-isolation -e . || exit 3
     python3 -c "import chemprop, molpeg_chemprop, torch; print('chemprop', chemprop.__version__,

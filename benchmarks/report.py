@@ -35,6 +35,7 @@ PAPER_HIV_FULL = 85.1
 SNIPPETS = [
     "analysis.md",
     "chemprop_overhead.md",
+    "step_anatomy.md",
     "deepchem_fit.md",
     "selection_cost.md",
     "source_pruning.md",
@@ -51,32 +52,51 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def _table(frame: pd.DataFrame, dataset: str, paper: bool) -> str:
-    """Methods × pruned-fraction table of mean test metric (± std over seeds)."""
+    """Methods × pruned-fraction table of mean test metric (± std over seeds).
+
+    The best pruned method of each column is in bold; cells averaging fewer seeds than the
+    rest of the table are marked with their seed count.
+    """
     sub = frame[frame.dataset == dataset]
     metric = sub.metric_name.iloc[0]
+    higher_is_better = metric in {"roc", "prc", "r2", "accuracy"}
     scale = 100.0 if metric in {"roc", "prc"} else 1.0
     digits = 1 if scale == 100.0 else 3
     ratios = sorted(r for r in sub.ratio.unique() if r > 0)
     full = sub[sub.method == "full"]
+    pruned = sub[sub.method != "full"]
+    stats = pruned.groupby(["method", "ratio"]).metric.agg(["mean", "std", "count"])
+    seeds = int(stats["count"].max()) if len(stats) else 0
+    best = {
+        r: (stats.xs(r, level="ratio")["mean"].idxmax() if higher_is_better
+            else stats.xs(r, level="ratio")["mean"].idxmin())
+        for r in ratios
+    }  # fmt: skip
     header = "| method | " + " | ".join(f"{int(r * 100)}% pruned" for r in ratios) + " |"
     lines = [header, "|---" * (len(ratios) + 1) + "|"]
     if len(full):
-        m = full.metric.mean() * scale
+        m, sd = full.metric.mean() * scale, full.metric.std() * scale
+        spread = f" ± {sd:.{digits}f}" if len(full) > 1 else ""
         lines.append(
-            f"| full data (ours) | {m:.{digits}f} (all columns) " + "| " * (len(ratios) - 1) + "|"
+            f"| full data (ours) | {m:.{digits}f}{spread} (all columns) "
+            + "| " * (len(ratios) - 1)
+            + "|"
         )
-    for method in sorted(sub.method.unique()):
-        if method == "full":
-            continue
+    for method in sorted(pruned.method.unique()):
         cells = []
         for r in ratios:
-            vals = sub[(sub.method == method) & (sub.ratio == r)].metric * scale
-            if len(vals) == 0:
+            if (method, r) not in stats.index:
                 cells.append("—")
-            elif len(vals) == 1:
-                cells.append(f"{vals.iloc[0]:.{digits}f}")
-            else:
-                cells.append(f"{vals.mean():.{digits}f} ± {vals.std():.{digits}f}")
+                continue
+            row = stats.loc[(method, r)]
+            cell = f"{row['mean'] * scale:.{digits}f}"
+            if row["count"] > 1:
+                cell += f" ± {row['std'] * scale:.{digits}f}"
+            if best[r] == method:
+                cell = f"**{cell}**"
+            if row["count"] < seeds:
+                cell += f" ({int(row['count'])} seeds)"
+            cells.append(cell)
         lines.append(f"| {method} (ours) | " + " | ".join(cells) + " |")
         if paper and method in PAPER_HIV:
             ref = [f"{PAPER_HIV[method].get(r, float('nan')):.1f}" for r in ratios]
@@ -85,28 +105,35 @@ def _table(frame: pd.DataFrame, dataset: str, paper: bool) -> str:
         lines.append(
             f"| full data (paper, GIN) | {PAPER_HIV_FULL} " + "| " * (len(ratios) - 1) + "|"
         )
+    if seeds > 1:
+        lines.append(f"\nMean ± standard deviation over {seeds} seeds; bold: best pruned method.")
     return "\n".join(lines)
 
 
 def _cost_table(frame: pd.DataFrame, dataset: str) -> str:
-    sub = frame[frame.dataset == dataset]
-    full = sub[sub.method == "full"]
-    if not len(full):
-        return ""
-    base_wall = full.wall_seconds.mean()
-    base_fit = full.fit_seconds.mean()
-    lines = [
-        "| method | pruned | wall s | fit s | s/epoch | fit time vs full | peak RSS MB |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for (method, ratio), g in sub.groupby(["method", "ratio"]):
-        lines.append(
-            f"| {method} | {int(ratio * 100)}% | {g.wall_seconds.mean():.0f} | "
-            f"{g.fit_seconds.mean():.0f} | {g.seconds_per_epoch.mean():.1f} | "
-            f"{g.fit_seconds.mean() / base_fit:.2f}× | {g.peak_rss_mb.mean():.0f} |"
-        )
-    lines.append(f"\nFull-data wall time: {base_wall:.0f} s.")
-    return "\n".join(lines)
+    """Mean cost per method and ratio, relative to full-data runs on the same device."""
+    blocks = []
+    for device, sub in frame[frame.dataset == dataset].groupby("device"):
+        full = sub[sub.method == "full"]
+        if not len(full):
+            continue
+        base_wall = full.wall_seconds.mean()
+        base_fit = full.fit_seconds.mean()
+        lines = [
+            f"Device: {device}.",
+            "",
+            "| method | pruned | runs | wall s | fit s | s/epoch | fit vs full | peak RSS MB |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for (method, ratio), g in sub.groupby(["method", "ratio"]):
+            lines.append(
+                f"| {method} | {int(ratio * 100)}% | {len(g)} | {g.wall_seconds.mean():.0f} | "
+                f"{g.fit_seconds.mean():.0f} | {g.seconds_per_epoch.mean():.1f} | "
+                f"{g.fit_seconds.mean() / base_fit:.2f}× | {g.peak_rss_mb.mean():.0f} |"
+            )
+        lines.append(f"\nFull-data wall time: {base_wall:.0f} s.")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
 
 
 def _plots(frame: pd.DataFrame, tier: str) -> list[str]:
@@ -173,10 +200,11 @@ def write_report() -> Path:
             continue
         frame = pd.read_csv(path)
         first = frame.iloc[0]
+        devices = "; ".join(f"{d} ({n} runs)" for d, n in frame.device.value_counts().items())
         parts += [
             f"## MolPeg table — tier `{tier}`",
             "",
-            f"Command: `python benchmarks/run.py --tier {tier}` · device: {first.device} · "
+            f"Command: `python benchmarks/run.py --tier {tier}` · devices: {devices} · "
             f"commits: {', '.join(sorted(frame.commit.astype(str).unique()))} · "
             f"fine-tuned from `{first.foundation}` with `--from-foundation`.",
             "",

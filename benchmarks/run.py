@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MOLPEG_SHARED", ROOT / "../shared"))
 WORK = ROOT / "benchmarks/work"
 RESULTS = ROOT / "benchmarks/results"
-THREADS = 1  # CPU threads per chemprop run (set by --threads)
+THREADS: int | None = None  # CPU threads per chemprop run (--threads; None: torch default)
 ADMET_AI = SHARED / "models/admet_ai_v2_classification_model_0.pt"
 OWN_FOUNDATION = WORK / "pretrain/chemprop/model_0/best.pt"
 
@@ -210,7 +210,9 @@ def execute(run: Run, tier: str) -> dict[str, str]:
     with log_path.open("w") as log:
         log.write("$ " + shlex.join(cmd) + "\n")
         log.flush()
-        env = {**os.environ, "OMP_NUM_THREADS": str(THREADS), "MKL_NUM_THREADS": str(THREADS)}
+        env = dict(os.environ)
+        if THREADS is not None:
+            env.update(OMP_NUM_THREADS=str(THREADS), MKL_NUM_THREADS=str(THREADS))
         proc = subprocess.run(
             [sys.executable, "-c", MEASURE, *cmd], stdout=log, stderr=log, env=env
         )
@@ -329,7 +331,7 @@ def main() -> None:
     parser.add_argument("--no-report", action="store_true", help="do not regenerate the docs")
     parser.add_argument("--only", help="comma-separated methods to run (default: all of the tier)")
     parser.add_argument("--jobs", type=int, default=1, help="grid points run at once")
-    parser.add_argument("--threads", type=int, default=THREADS, help="CPU threads per run")
+    parser.add_argument("--threads", type=int, help="CPU threads per run (default: torch's)")
     parser.add_argument("--work", type=Path, default=WORK, help="scratch folder for run outputs")
     parser.add_argument("--results", type=Path, default=RESULTS, help="folder of the CSVs")
     args = parser.parse_args()

@@ -10,11 +10,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 
 from molpeg_plugins.config import PruneConfig
+
+if TYPE_CHECKING:
+    from molpeg_plugins.data import MoleculeTable
 
 TaskType = Literal["classification", "regression"]
 
@@ -82,6 +85,36 @@ class FitJob:
     trust_checkpoint: bool = False
     progress: Callable[..., contextlib.AbstractContextManager[Advance]] = null_progress
 
+    @classmethod
+    def from_table(
+        cls,
+        table: MoleculeTable,
+        split: tuple[np.ndarray, np.ndarray, np.ndarray],
+        config: PruneConfig,
+        work_dir: Path,
+        **options: Any,
+    ) -> FitJob:
+        """A job on the valid molecules of ``table``.
+
+        ``split`` holds the train, validation and test positions into ``table.valid_rows``
+        (as :func:`~molpeg_plugins.data.split_positions` returns them); ``options`` are the
+        remaining :class:`FitJob` fields.
+        """
+        valid = table.valid_rows
+        train, val, test = split
+        return cls(
+            smiles=[table.smiles[i].strip() for i in valid],
+            targets=table.targets[valid],
+            target_names=list(table.target_columns),
+            task=table.task,
+            train_idx=train,
+            val_idx=val,
+            test_idx=test,
+            config=config,
+            work_dir=work_dir,
+            **options,
+        )
+
 
 @dataclass
 class FitResult:
@@ -120,6 +153,46 @@ def improves(value: float, best: float, higher_is_better: bool) -> bool:
     if not math.isfinite(best):
         return True
     return value > best if higher_is_better else value < best
+
+
+def evaluate(task: str, predictions: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+    """Test/validation metrics of ``predictions`` against ``targets`` (``nan`` = missing label).
+
+    The one metric definition every backend reports, so that runs of different frameworks
+    compare. ``predictions`` are probabilities of the positive class (classification) or
+    values (regression), shaped like ``targets`` (molecules × tasks).
+
+    Classification: ``roc_auc`` and ``prc_auc`` (mean over the tasks that have both classes;
+    ``nan`` if none has) and ``accuracy`` at 0.5 over all labels. Regression: ``rmse``, ``mae``
+    and ``r2`` over all labels. No labels at all: ``{}``.
+    """
+    from sklearn import metrics
+
+    predictions = np.asarray(predictions, dtype=np.float64)
+    targets = np.asarray(targets, dtype=np.float64)
+    mask = np.isfinite(targets)
+    if not mask.any():
+        return {}
+    if task == "classification":
+        aucs, prcs = [], []
+        for t in range(targets.shape[1]):
+            m = mask[:, t]
+            y = targets[m, t]
+            if y.size and 0 < y.sum() < y.size:
+                aucs.append(metrics.roc_auc_score(y, predictions[m, t]))
+                prcs.append(metrics.average_precision_score(y, predictions[m, t]))
+        return {
+            "roc_auc": float(np.mean(aucs)) if aucs else math.nan,
+            "prc_auc": float(np.mean(prcs)) if prcs else math.nan,
+            "accuracy": float(((predictions[mask] > 0.5) == (targets[mask] > 0.5)).mean()),
+        }
+    err = predictions[mask] - targets[mask]
+    var = float(np.var(targets[mask]))
+    return {
+        "rmse": float(np.sqrt(np.mean(err**2))),
+        "mae": float(np.mean(np.abs(err))),
+        "r2": 1.0 - float(np.mean(err**2)) / var if var > 0 else math.nan,
+    }
 
 
 class Backend(ABC):

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from molpeg_plugins.atomic import torch_save
-from molpeg_plugins.backend import Backend, FitJob, FitResult, improves
+from molpeg_plugins.backend import Backend, FitJob, FitResult, evaluate, improves
 from molpeg_plugins.checkpoints import safe_load
 from molpeg_plugins.errors import ConfigError, MolPegError
 from molpeg_plugins.hookspecs import hookimpl
@@ -103,41 +103,6 @@ def unreduced_loss(task: str, output: torch.Tensor, target: torch.Tensor) -> tor
     if task == "classification":
         return nn.functional.binary_cross_entropy_with_logits(output, filled, reduction="none")
     return (output - filled) ** 2
-
-
-def evaluate(task: str, output: np.ndarray, target: np.ndarray) -> dict[str, float]:
-    """Metrics of predictions ``output`` (logits or values) against ``target`` (nan = missing).
-
-    Classification: ``roc_auc`` and ``prc_auc`` (mean over tasks with both classes) and
-    ``accuracy``; regression: ``rmse``, ``mae`` and ``r2`` (over all labels).
-    """
-    from sklearn import metrics
-
-    mask = np.isfinite(target)
-    if not mask.any():
-        return {}
-    if task == "classification":
-        prob = 1.0 / (1.0 + np.exp(-output))
-        aucs, prcs = [], []
-        for t in range(target.shape[1]):
-            m = mask[:, t]
-            y = target[m, t]
-            if y.size and 0 < y.sum() < y.size:
-                aucs.append(metrics.roc_auc_score(y, prob[m, t]))
-                prcs.append(metrics.average_precision_score(y, prob[m, t]))
-        acc = float(((prob[mask] > 0.5) == (target[mask] > 0.5)).mean())
-        return {
-            "roc_auc": float(np.mean(aucs)) if aucs else math.nan,
-            "prc_auc": float(np.mean(prcs)) if prcs else math.nan,
-            "accuracy": acc,
-        }
-    err = output[mask] - target[mask]
-    var = float(np.var(target[mask]))
-    return {
-        "rmse": float(np.sqrt(np.mean(err**2))),
-        "mae": float(np.mean(np.abs(err))),
-        "r2": 1.0 - float(np.mean(err**2)) / var if var > 0 else math.nan,
-    }
 
 
 def _run_fingerprint(job: FitJob) -> str:
@@ -339,9 +304,11 @@ class TorchBackend(Backend):
         was_training = model.training
         model.eval()
         rows = torch.as_tensor(idx, dtype=torch.long, device=x.device)
-        out = model(x[rows]).float().cpu().numpy()
+        out = model(x[rows]).float()
         model.train(was_training)
-        return evaluate(job.task, out, y[rows].cpu().numpy())
+        if job.task == "classification":
+            out = out.sigmoid()
+        return evaluate(job.task, out.cpu().numpy(), y[rows].cpu().numpy())
 
     @staticmethod
     def _load_pretrained(model: FingerprintMLP, job: FitJob) -> None:

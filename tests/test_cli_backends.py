@@ -7,20 +7,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from molpeg_plugins.cli import app
 from molpeg_plugins.plugins import get_plugin_manager
 
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny models: one intra-op thread avoids contention with parallel test jobs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def registered(name: str) -> bool:

@@ -23,13 +23,7 @@ runner = CliRunner()
 TARGET = "measured log solubility in mols per litre"
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny models: one intra-op thread avoids contention with parallel test jobs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def molpeg(*args: object):

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from molpeg_plugins.atomic import atomic_path, write_json, write_text
 from molpeg_plugins.backend import FitJob
@@ -19,14 +18,7 @@ from molpeg_plugins.plugins import make_plugin_manager
 from molpeg_plugins.report import PLOTS, RunLayout, kept_rows, write_report
 from molpeg_plugins.torch_backend import TorchBackend
 
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny models: one intra-op thread avoids contention with parallel test jobs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -16,14 +16,7 @@ from molpeg_plugins.hookspecs import hookimpl
 from molpeg_plugins.plugins import make_plugin_manager
 from molpeg_plugins.torch_backend import TorchBackend, morgan_fingerprints
 
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny models: one intra-op thread avoids contention with parallel test jobs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class Recorder:

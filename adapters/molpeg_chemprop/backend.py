@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import math
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from molpeg_plugins.atomic import atomic_path
-from molpeg_plugins.backend import Backend, FitJob, FitResult
+from molpeg_plugins.backend import Backend, FitJob, FitResult, evaluate
 from molpeg_plugins.errors import ConfigError
 
 CHECKPOINT_DIR = "checkpoints"
@@ -67,33 +66,6 @@ def job_fingerprint(job: FitJob) -> str:
     ):
         h.update(part.encode() if isinstance(part, str) else part)
     return h.hexdigest()
-
-
-def evaluate(task: str, predictions: np.ndarray, targets: np.ndarray) -> dict[str, float]:
-    """Metrics of ``predictions`` (probabilities or values) against ``targets`` (nan = missing).
-
-    Classification: mean ``roc_auc`` and ``prc_auc`` over tasks with both classes;
-    regression: ``rmse`` and ``mae`` over all labels.
-    """
-    from sklearn import metrics
-
-    mask = np.isfinite(targets)
-    if not mask.any():
-        return {}
-    if task == "classification":
-        aucs, prcs = [], []
-        for t in range(targets.shape[1]):
-            m = mask[:, t]
-            y = targets[m, t]
-            if y.size and 0 < y.sum() < y.size:
-                aucs.append(metrics.roc_auc_score(y, predictions[m, t]))
-                prcs.append(metrics.average_precision_score(y, predictions[m, t]))
-        return {
-            "roc_auc": float(np.mean(aucs)) if aucs else math.nan,
-            "prc_auc": float(np.mean(prcs)) if prcs else math.nan,
-        }
-    err = predictions[mask] - targets[mask]
-    return {"rmse": float(np.sqrt(np.mean(err**2))), "mae": float(np.mean(np.abs(err)))}
 
 
 class ChempropBackend(Backend):

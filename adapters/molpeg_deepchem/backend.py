@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from molpeg_plugins.backend import Backend, FitJob, FitResult, improves
+from molpeg_plugins.backend import Backend, FitJob, FitResult, evaluate, improves
 from molpeg_plugins.errors import ConfigError, MolPegError
 
 MODEL_KIND = "molpeg-deepchem-multitask"
@@ -80,20 +80,6 @@ def predict(model: Any, dataset: Any) -> np.ndarray:
     if out.ndim == 3:
         out = out[..., 1] if out.shape[-1] == 2 else out[..., 0]
     return out.reshape(len(dataset), -1)
-
-
-def evaluate(task: str, pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
-    """Metrics of ``pred`` against ``target`` (``nan`` = missing label), as the torch backend.
-
-    Classification: ``roc_auc``/``prc_auc`` (mean over tasks with both classes) and
-    ``accuracy``; regression: ``rmse``, ``mae``, ``r2`` over all labels.
-    """
-    from molpeg_plugins.torch_backend import evaluate as shared_evaluate
-
-    if task == "classification":
-        p = np.clip(pred.astype(np.float64), 1e-12, 1 - 1e-12)
-        return shared_evaluate(task, np.log(p / (1 - p)), target)
-    return shared_evaluate(task, pred, target)
 
 
 class DeepChemBackend(Backend):

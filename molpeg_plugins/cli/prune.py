@@ -452,16 +452,11 @@ def run_prune(display: Display, *, data: Path | None, output: Path, **opts: Any)
     output.mkdir(parents=True, exist_ok=True)
     for stale in remove_stale_temporaries(output):
         display.log(f"Removed {stale.name}, left by an interrupted run")
-    job = FitJob(
-        smiles=[table.smiles[i].strip() for i in valid],
-        targets=table.targets[valid],
-        target_names=list(table.target_columns),
-        task=table.task,
-        train_idx=train,
-        val_idx=val,
-        test_idx=test,
-        config=config,
-        work_dir=output,
+    job = FitJob.from_table(
+        table,
+        (train, val, test),
+        config,
+        output,
         epochs=opts["epochs"],
         batch_size=opts["batch_size"],
         learning_rate=opts["learning_rate"],

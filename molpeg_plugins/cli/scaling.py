@@ -102,16 +102,11 @@ def run_grid(
                     warmup_epochs=min(warmup, max(epochs - 1, 0)),
                     seed=seed,
                 )
-                job = FitJob(
-                    smiles=[table.smiles[i].strip() for i in valid],
-                    targets=table.targets[valid],
-                    target_names=list(table.target_columns),
-                    task=table.task,
-                    train_idx=train,
-                    val_idx=val,
-                    test_idx=test,
-                    config=config,
-                    work_dir=output / "runs" / f"{strategy}_{fraction:g}_s{seed}",
+                job = FitJob.from_table(
+                    table,
+                    (train, val, test),
+                    config,
+                    output / "runs" / f"{strategy}_{fraction:g}_s{seed}",
                     epochs=epochs,
                     batch_size=batch_size,
                     seed=seed,
