@@ -6,9 +6,22 @@
 #   bash benchmarks/gpu_session.sh watch SECONDS   # keep watching a grid started earlier
 #
 # The machine has no network: chemprop, RDKit and DeepChem travel as wheels in .whl/, and the
-# data and the ADMET-AI checkpoint in .bench/ (a copy of ../shared's files). The grid runs in
-# its own process session so it outlives each call; every call copies the results CSV, the grid
-# log and the check logs into $OUT.
+# data and the ADMET-AI checkpoint in .bench/ (a copy of ../shared's files). Both folders are
+# git-ignored and named in the tool's `carry`. Prepare them once, here:
+#
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#       --platform manylinux_2_28_x86_64 --platform manylinux_2_24_x86_64 --platform any \
+#       -d .whl chemprop==2.3.1 astartes ConfigArgParse cuik_molmaker_pin descriptastorus \
+#       myerson pandas-flavor rdkit multiprocess dill    # + deepchem==2.8.0 (--python-version 3.11)
+#   mkdir -p .bench/data/moleculenet .bench/models .bench/lib
+#   cp ../shared/data/moleculenet/{HIV,Lipophilicity}.csv .bench/data/moleculenet/
+#   cp ../shared/models/admet_ai_v2_classification_model_0.pt .bench/models/
+#   cp -L /lib/x86_64-linux-gnu/lib{Xrender,X11,Xext,xcb,Xau,Xdmcp,bsd,md}.so.* .bench/lib/
+#
+# (the X libraries are what cuik_molmaker's extension links and the GPU image lacks). The grid
+# runs in its own process session so it outlives each call; every call copies the results CSV,
+# the grid log and the check logs into $OUT. Put an earlier results CSV in
+# .bench/results/paper.csv to resume it on a fresh machine.
 set -u
 mode=$1
 budget=${2:-540}

@@ -32,8 +32,12 @@ PAPER_HIV = {
     "molpeg": {0.9: 83.7, 0.8: 84.8, 0.7: 85.3, 0.6: 85.5, 0.4: 86.0, 0.2: 85.6},
 }
 PAPER_HIV_FULL = 85.1
+TIER_COMMANDS = {
+    "paper": "bash benchmarks/gpu_session.sh start 560  # on the GPU machine: "
+    "python benchmarks/run.py --tier paper --jobs 12 --threads 1",
+}
+SUMMARY = "analysis.md"  # hand-written reading of the results, placed first
 SNIPPETS = [
-    "analysis.md",
     "chemprop_overhead.md",
     "step_anatomy.md",
     "deepchem_fit.md",
@@ -152,9 +156,9 @@ def _plots(frame: pd.DataFrame, tier: str) -> list[str]:
                 full.fit_seconds, full.metric, color="k", marker="*", s=120, label="full data"
             )
         ax1.set(xlabel="% of training data pruned", ylabel=f"test {metric}", title=dataset)
-        ax2.set(
-            xlabel="training time (s)", ylabel=f"test {metric}", title=f"{dataset}: time vs metric"
-        )
+        shared = sub.device.str.contains("runs at once").any()
+        xlabel = "fit time (s), device shared with other runs" if shared else "fit time (s)"
+        ax2.set(xlabel=xlabel, ylabel=f"test {metric}", title=f"{dataset}: time vs metric")
         ax1.legend(fontsize=8)
         ax2.legend(fontsize=8)
         fig.tight_layout()
@@ -194,6 +198,9 @@ def write_report() -> Path:
         "source CSV (one row per run).",
         "",
     ]
+    summary = RESULTS / SUMMARY
+    if summary.exists():
+        parts += [_as_section(summary.read_text().strip()), ""]
     for tier in ("paper", "quick", "own"):
         path = RESULTS / f"{tier}.csv"
         if not path.exists():
@@ -204,7 +211,8 @@ def write_report() -> Path:
         parts += [
             f"## MolPeg table — tier `{tier}`",
             "",
-            f"Command: `python benchmarks/run.py --tier {tier}` · devices: {devices} · "
+            f"Command: `{TIER_COMMANDS.get(tier, f'python benchmarks/run.py --tier {tier}')}`"
+            f" · devices: {devices} · "
             f"commits: {', '.join(sorted(frame.commit.astype(str).unique()))} · "
             f"fine-tuned from `{first.foundation}` with `--from-foundation`.",
             "",
@@ -223,15 +231,16 @@ def write_report() -> Path:
             ]
         for name in _plots(frame, tier):
             parts += [f"![{name}](img/{name})", ""]
-    timing = RESULTS / "timing.csv"
-    if timing.exists():
+    for timing in (RESULTS / "timing.csv", RESULTS / "gpu-timing.csv"):
+        if not timing.exists():
+            continue
         frame = pd.read_csv(timing)
         first = frame.iloc[0]
         parts += [
-            "## Cost on a quiet machine — tier `timing`",
+            f"## Cost on a quiet machine — tier `{timing.stem}`",
             "",
             "Full data, MolPeg and soft random at 60% pruned, run back to back with nothing else",
-            f"on the machine. Command: `python benchmarks/run.py --tier timing` · device: "
+            f"on the machine. Command: `python benchmarks/run.py --tier {timing.stem}` · device: "
             f"{first.device} · commit {first.commit}.",
             "",
         ]

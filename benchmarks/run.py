@@ -8,6 +8,7 @@ skipped). ``--report`` regenerates ``docs/benchmarks.md`` and the plots from the
 
     python benchmarks/run.py --tier quick            # CPU sanity table, ~30 min on 2 cores
     python benchmarks/run.py --tier timing           # full vs molpeg vs soft-random cost only
+    python benchmarks/run.py --tier gpu-timing       # the same on full HIV, one run at a time
     python benchmarks/run.py --tier own              # from our own pretrained encoder
     python benchmarks/run.py --tier paper --jobs 12  # the full grid (GPU; resumable)
     python benchmarks/run.py --report                # tables + plots only
@@ -110,6 +111,10 @@ def grid(tier: str, foundation: Path) -> list[Run]:
         hiv = Dataset(**{**HIV.__dict__, "name": "HIV-10k", "subsample": 10_000})
         runs.append(Run(hiv, "full", 0.0, 0, 6, foundation))
         runs += [Run(hiv, m, 0.6, 0, 6, foundation) for m in ("molpeg", "soft-random")]
+    elif tier == "gpu-timing":
+        # Cost only, on a GPU: full HIV, the three runs back to back (use --jobs 1).
+        runs.append(Run(HIV, "full", 0.0, 0, 10, foundation))
+        runs += [Run(HIV, m, 0.6, 0, 10, foundation) for m in ("molpeg", "soft-random")]
     elif tier == "own":
         # Fine-tuning from our own descriptor-pretrained encoder (pretrain_descriptors.py).
         hiv = Dataset(**{**HIV.__dict__, "name": "HIV-10k", "subsample": 10_000})
@@ -130,7 +135,7 @@ def grid(tier: str, foundation: Path) -> list[Run]:
             for m in METHODS
         ]
     else:
-        raise SystemExit(f"unknown tier {tier!r}: use quick, timing, own or paper")
+        raise SystemExit(f"unknown tier {tier!r}: use quick, timing, gpu-timing, own or paper")
     return runs
 
 
@@ -323,7 +328,7 @@ def run_grid(todo: list[Run], tier: str, results: Path, jobs: int) -> int:
 def main() -> None:
     global WORK, THREADS, JOBS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tier", choices=["quick", "timing", "own", "paper"])
+    parser.add_argument("--tier", choices=["quick", "timing", "gpu-timing", "own", "paper"])
     parser.add_argument(
         "--foundation", type=Path, help="model for --from-foundation (default: ADMET-AI)"
     )
