@@ -10,6 +10,7 @@ skipped). ``--report`` regenerates ``docs/benchmarks.md`` and the plots from the
     python benchmarks/run.py --tier timing           # full vs molpeg vs soft-random cost only
     python benchmarks/run.py --tier gpu-timing       # the same on full HIV, one run at a time
     python benchmarks/run.py --tier own              # from our own pretrained encoder
+    python benchmarks/run.py --tier investigate      # MolPeg at 90%: annealing and β (CPU)
     python benchmarks/run.py --tier paper --jobs 12  # the full grid (GPU; resumable)
     python benchmarks/run.py --report                # tables + plots only
 
@@ -89,7 +90,14 @@ HIV = Dataset("HIV", SHARED / "data/moleculenet/HIV.csv", "classification", "HIV
 LIPO = Dataset(
     "Lipophilicity", SHARED / "data/moleculenet/Lipophilicity.csv", "regression", "exp", "rmse"
 )
+TIERS = ["quick", "timing", "gpu-timing", "own", "investigate", "paper"]
 METHODS = ["molpeg", "infobatch", "soft-random", "hard-random", "el2n"]
+# Method variants of the `investigate` tier: name → (strategy, extra chemprop options).
+VARIANTS = {
+    "molpeg+anneal1": ("molpeg", ["--prune-anneal-epochs", "1"]),
+    "molpeg+beta0.9": ("molpeg", ["--ema-momentum", "0.9"]),
+    "molpeg+beta0.99": ("molpeg", ["--ema-momentum", "0.99"]),
+}
 
 
 def grid(tier: str, foundation: Path) -> list[Run]:
@@ -115,6 +123,15 @@ def grid(tier: str, foundation: Path) -> list[Run]:
         # Cost only, on a GPU: full HIV, the three runs back to back (use --jobs 1).
         runs.append(Run(HIV, "full", 0.0, 0, 10, foundation))
         runs += [Run(HIV, m, 0.6, 0, 10, foundation) for m in ("molpeg", "soft-random")]
+    elif tier == "investigate":
+        # What moves MolPeg at 90% pruned (where it lost to InfoBatch in the paper tier):
+        # annealing (InfoBatch's last full epoch) and the EMA momentum β. HIV-10k, 10 epochs.
+        hiv = Dataset(**{**HIV.__dict__, "name": "HIV-10k", "subsample": 10_000})
+        first = ["molpeg", "molpeg+anneal1", "infobatch"]
+        then = ["molpeg+beta0.9", "molpeg+beta0.99", "soft-random"]
+        for methods in (first, then):
+            runs += [Run(hiv, m, 0.9, s, 10, foundation) for s in (0, 1, 2) for m in methods]
+        runs += [Run(hiv, "full", 0.0, s, 10, foundation) for s in (0, 1, 2)]
     elif tier == "own":
         # Fine-tuning from our own descriptor-pretrained encoder (pretrain_descriptors.py).
         hiv = Dataset(**{**HIV.__dict__, "name": "HIV-10k", "subsample": 10_000})
@@ -135,7 +152,7 @@ def grid(tier: str, foundation: Path) -> list[Run]:
             for m in METHODS
         ]
     else:
-        raise SystemExit(f"unknown tier {tier!r}: use quick, timing, gpu-timing, own or paper")
+        raise SystemExit(f"unknown tier {tier!r}: use one of {', '.join(TIERS)}")
     return runs
 
 
@@ -180,8 +197,10 @@ def command(run: Run, data_path: Path, out_dir: Path) -> list[str]:
         "--output-dir", str(out_dir), "--from-foundation", str(run.foundation),
     ]  # fmt: skip
     if run.method != "full":
+        strategy, extra = VARIANTS.get(run.method, (run.method, []))
         cmd += [
-            "--plugin", "molpeg", "--prune-ratio", str(run.ratio), "--prune-strategy", run.method,
+            "--plugin", "molpeg", "--prune-ratio", str(run.ratio), "--prune-strategy", strategy,
+            *extra,
         ]  # fmt: skip
     return cmd
 
@@ -328,7 +347,7 @@ def run_grid(todo: list[Run], tier: str, results: Path, jobs: int) -> int:
 def main() -> None:
     global WORK, THREADS, JOBS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tier", choices=["quick", "timing", "gpu-timing", "own", "paper"])
+    parser.add_argument("--tier", choices=TIERS)
     parser.add_argument(
         "--foundation", type=Path, help="model for --from-foundation (default: ADMET-AI)"
     )

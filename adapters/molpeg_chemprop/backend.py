@@ -198,10 +198,11 @@ class ChempropBackend(Backend):
         from chemprop import data, featurizers
 
         featurizer = featurizers.SimpleMoleculeMolGraphFeaturizer()
-        points = [
-            data.MoleculeDatapoint.from_smi(smi, np.asarray(y, dtype=float))
-            for smi, y in zip(job.smiles, job.targets, strict=True)
-        ]
+        points = []
+        with job.progress("Parsing molecules", total=len(job.smiles)) as advance:
+            for smi, y in zip(job.smiles, job.targets, strict=True):
+                points.append(data.MoleculeDatapoint.from_smi(smi, np.asarray(y, dtype=float)))
+                advance(1)
 
         def subset(idx: np.ndarray) -> Any:
             return data.MoleculeDataset([points[i] for i in idx], featurizer)
@@ -212,8 +213,11 @@ class ChempropBackend(Backend):
             scaler = train.normalize_targets()
             if len(val):
                 val.normalize_targets(scaler)
-        train.cache = True
-        val.cache = True
+        with job.progress("Featurising molecular graphs", total=len(train) + len(val)) as advance:
+            train.cache = True  # Chemprop featurises the whole set when caching is switched on
+            advance(len(train))
+            val.cache = True
+            advance(len(val))
         return train, val, test, scaler
 
     def _model(self, job: FitJob, train: Any, scaler: Any) -> Any:

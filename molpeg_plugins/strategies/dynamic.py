@@ -29,6 +29,7 @@ class MolPeg(Strategy):
     needs_reference = True
 
     def score(self, online_loss: torch.Tensor, reference_loss: torch.Tensor | None) -> torch.Tensor:
+        """``|online − reference|`` per sample; the reference losses are required."""
         if reference_loss is None:
             raise RuntimeError(
                 "the molpeg strategy needs reference losses: pass reference_loss to "
@@ -39,6 +40,7 @@ class MolPeg(Strategy):
     def select(
         self, book: ScoreBook, num_keep: int, *, epoch: int, generator: torch.Generator
     ) -> Selection:
+        """The ``num_keep`` largest scores (ties broken at random); unscored ones first."""
         return Selection(top_k(book.score, num_keep, generator))
 
 
@@ -51,6 +53,7 @@ class SoftRandom(Strategy):
     def select(
         self, book: ScoreBook, num_keep: int, *, epoch: int, generator: torch.Generator
     ) -> Selection:
+        """A uniform random ``num_keep``-subset, drawn anew each epoch."""
         return Selection(random_k(book.num_samples, num_keep, generator, book.device))
 
 
@@ -82,6 +85,7 @@ class InfoBatch(Strategy):
     def select(
         self, book: ScoreBook, num_keep: int, *, epoch: int, generator: torch.Generator
     ) -> Selection:
+        """Drop well-learned (below-mean loss) samples at random; weight the kept ones."""
         n = book.num_samples
         loss = book.score
         finite = torch.isfinite(loss)
@@ -139,6 +143,7 @@ class UCB(Strategy):
     def select(
         self, book: ScoreBook, num_keep: int, *, epoch: int, generator: torch.Generator
     ) -> Selection:
+        """The ``num_keep`` largest ``mean loss + c·sqrt(2 ln t / n)``; unseen ones first."""
         t = max(2, epoch + 1)
         n = book.num_updates.float()
         bonus = self.settings["exploration"] * torch.sqrt(2.0 * math.log(t) / n.clamp(min=1))
@@ -166,6 +171,7 @@ class EpsilonGreedy(Strategy):
     def select(
         self, book: ScoreBook, num_keep: int, *, epoch: int, generator: torch.Generator
     ) -> Selection:
+        """Top running-mean losses for ``(1 − ε)`` of the budget, the rest at random."""
         eps = float(self.settings["epsilon"])
         n_random = math.floor(eps * num_keep + 0.5)  # half up, like num_kept
         value = torch.where(
