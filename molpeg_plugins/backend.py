@@ -55,7 +55,8 @@ class FitJob:
         work_dir: folder for the trained model and resume state.
         resume: continue from the resume state in ``work_dir`` if there is one.
         seed: global seed (model init, dropout, pruner).
-        plugin_manager: where observers (progress bars, loggers) are registered.
+        plugin_manager: where observers (progress bars, loggers) are registered (default:
+            the process-wide manager of :func:`~molpeg_plugins.plugins.get_plugin_manager`).
         quiet: suppress the framework's own console output.
         trust_checkpoint: the user passed ``--trust-checkpoint``: ``pretrained`` may be loaded
             with ``safe_load(..., trust=True)`` (it was not vetted against the allow-list).
@@ -84,6 +85,12 @@ class FitJob:
     quiet: bool = True
     trust_checkpoint: bool = False
     progress: Callable[..., contextlib.AbstractContextManager[Advance]] = null_progress
+
+    def __post_init__(self) -> None:
+        if self.plugin_manager is None:  # the process-wide one: built-ins and entry points
+            from molpeg_plugins.plugins import get_plugin_manager
+
+            self.plugin_manager = get_plugin_manager()
 
     @classmethod
     def from_table(
