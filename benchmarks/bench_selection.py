@@ -24,12 +24,12 @@ import argparse
 import os
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
+from molpeg_plugins.atomic import write_text
 from molpeg_plugins.config import num_kept
 from molpeg_plugins.plugins import make_plugin_manager
 from molpeg_plugins.scorebook import ScoreBook
@@ -120,14 +120,6 @@ def bench(
     return observe_s, best
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", newline="") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
-
-
 def _machine(device: torch.device) -> str:
     cpu = platform.processor() or platform.machine()
     text = f"{platform.system()} {platform.machine()} ({cpu}), {os.cpu_count()} CPU cores"
@@ -176,7 +168,7 @@ def main() -> None:
     lines = [",".join(header)]
     lines += [f"{n},{kd},{o:.4f},{s:.4f},{args.num_samples},{k}" for n, kd, o, s in rows]
     suffix = f"_{args.tag}" if args.tag else ""
-    _write_atomic(args.out / f"selection_cost{suffix}.csv", "\n".join(lines) + "\n")
+    write_text(args.out / f"selection_cost{suffix}.csv", "\n".join(lines) + "\n")
     command = "python " + " ".join([str(Path(sys.argv[0]).as_posix())] + [a for a in sys.argv[1:]])
     md = [
         f"# Selection cost, N = {args.num_samples:,}, keep {k:,} (r = {args.prune_ratio})",
@@ -197,7 +189,7 @@ def main() -> None:
         "|---|---|---:|---:|",
     ]
     md += [f"| {n} | {kd} | {o:.3f} | {s:.3f} |" for n, kd, o, s in rows]
-    _write_atomic(args.out / f"selection_cost{suffix}.md", "\n".join(md) + "\n")
+    write_text(args.out / f"selection_cost{suffix}.md", "\n".join(md) + "\n")
 
 
 if __name__ == "__main__":

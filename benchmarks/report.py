@@ -10,8 +10,6 @@ Markdown snippets other benchmarks leave in ``benchmarks/results/*.md``; writes
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -19,6 +17,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
+
+from molpeg_plugins.atomic import write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks/results"
@@ -45,14 +45,6 @@ SNIPPETS = [
     "source_pruning.md",
     "scaling.md",
 ]
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def _table(frame: pd.DataFrame, dataset: str, paper: bool) -> str:
@@ -274,7 +266,7 @@ def write_report() -> Path:
             text = path.read_text().strip()
             text = _as_section(text)
             parts += [text, ""]
-    _atomic_write(DOC, "\n".join(parts).rstrip() + "\n")
+    write_text(DOC, "\n".join(parts).rstrip() + "\n")
     return DOC
 
 

@@ -165,6 +165,7 @@ def prepare(data: Dataset) -> Path:
     """
     import pandas as pd
 
+    from molpeg_plugins.atomic import atomic_path, write_text
     from molpeg_plugins.data import parse_smiles
 
     out = WORK / f"{data.name}.csv"
@@ -177,10 +178,9 @@ def prepare(data: Dataset) -> Path:
     reasons = {i: parse_smiles(str(s))[1] for i, s in frame.smiles.items()}
     bad = [i for i, reason in reasons.items() if reason]
     skipped = "".join(f"row {i + 2}: {reasons[i]}\n" for i in bad)  # +2: header, 1-based
-    (WORK / f"{data.name}.skipped.txt").write_text(skipped)
-    tmp = out.with_suffix(".tmp")
-    frame.drop(index=bad).to_csv(tmp, index=False)
-    tmp.replace(out)
+    write_text(WORK / f"{data.name}.skipped.txt", skipped)
+    with atomic_path(out) as tmp:
+        frame.drop(index=bad).to_csv(tmp, index=False)
     print(f"{data.name}: {len(frame) - len(bad)} molecules, {len(bad)} skipped ({out})", flush=True)
     return out
 
