@@ -372,16 +372,11 @@ def test_rich_progress_bars_on_a_terminal(bbbp300: Path, tmp_path: Path):
     assert display.mode == "rich"
     pm = make_plugin_manager(entry_points=False)
     pm.register(EpochProgress(display, 3, len(train)))
-    job = FitJob(
-        smiles=[table.smiles[i] for i in valid],
-        targets=table.targets[valid],
-        target_names=["p_np"],
-        task="classification",
-        train_idx=train,
-        val_idx=val,
-        test_idx=test,
-        config=PruneConfig(),
-        work_dir=tmp_path,
+    job = FitJob.from_table(
+        table,
+        (train, val, test),
+        PruneConfig(),
+        tmp_path,
         epochs=3,
         plugin_manager=pm,
         progress=display.task,

@@ -33,16 +33,11 @@ def run(tmp_path_factory):
     train, val, test = split_positions(
         [table.scaffolds[i] for i in valid], "scaffold", (0.8, 0.1, 0.1), 0
     )
-    job = FitJob(
-        smiles=[table.smiles[i] for i in valid],
-        targets=table.targets[valid],
-        target_names=table.target_columns,
-        task=table.task,
-        train_idx=train,
-        val_idx=val,
-        test_idx=test,
-        config=PruneConfig(prune_ratio=0.5),
-        work_dir=folder / "out",
+    job = FitJob.from_table(
+        table,
+        (train, val, test),
+        PruneConfig(prune_ratio=0.5),
+        folder / "out",
         epochs=2,
         plugin_manager=make_plugin_manager(entry_points=False),
     )

@@ -40,24 +40,11 @@ class Recorder:
 
 def make_job(path: Path, work: Path, targets=None, **config) -> FitJob:
     table = load_molecules(path, target_columns=targets)
-    valid = table.valid_rows
-    train, val, test = split_positions(
-        [table.scaffolds[i] for i in valid], "random", (0.8, 0.1, 0.1), 0
+    split = split_positions(
+        [table.scaffolds[i] for i in table.valid_rows], "random", (0.8, 0.1, 0.1), 0
     )
     pm = make_plugin_manager(entry_points=False)
-    return FitJob(
-        smiles=[table.smiles[i] for i in valid],
-        targets=table.targets[valid],
-        target_names=table.target_columns,
-        task=table.task,
-        train_idx=train,
-        val_idx=val,
-        test_idx=test,
-        config=PruneConfig(**config),
-        work_dir=work,
-        epochs=3,
-        plugin_manager=pm,
-    )
+    return FitJob.from_table(table, split, PruneConfig(**config), work, epochs=3, plugin_manager=pm)
 
 
 @pytest.fixture(scope="module")

@@ -111,9 +111,8 @@ class DeepChemBackend(Backend):
         from molpeg_deepchem.pruning import MolPegDeepChem
         from molpeg_plugins.atomic import torch_save
         from molpeg_plugins.checkpoints import safe_load
-        from molpeg_plugins.plugins import get_plugin_manager
 
-        pm = job.plugin_manager or get_plugin_manager()
+        pm = job.plugin_manager
         work = Path(job.work_dir)
         work.mkdir(parents=True, exist_ok=True)
         metric = "roc_auc" if job.task == "classification" else "rmse"
