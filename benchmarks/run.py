@@ -11,6 +11,7 @@ skipped). ``--report`` regenerates ``docs/benchmarks.md`` and the plots from the
     python benchmarks/run.py --tier gpu-timing       # the same on full HIV, one run at a time
     python benchmarks/run.py --tier own              # from our own pretrained encoder
     python benchmarks/run.py --tier investigate      # MolPeg at 90%: annealing and β (CPU)
+    python benchmarks/run.py --tier reference --jobs 2 --threads 1  # cheaper references (CPU)
     python benchmarks/run.py --tier paper --jobs 12  # the full grid (GPU; resumable)
     python benchmarks/run.py --report                # tables + plots only
 
@@ -90,13 +91,16 @@ HIV = Dataset("HIV", SHARED / "data/moleculenet/HIV.csv", "classification", "HIV
 LIPO = Dataset(
     "Lipophilicity", SHARED / "data/moleculenet/Lipophilicity.csv", "regression", "exp", "rmse"
 )
-TIERS = ["quick", "timing", "gpu-timing", "own", "investigate", "paper"]
+TIERS = ["quick", "timing", "gpu-timing", "own", "investigate", "reference", "paper"]
 METHODS = ["molpeg", "infobatch", "soft-random", "hard-random", "el2n"]
 # Method variants of the `investigate` tier: name → (strategy, extra chemprop options).
 VARIANTS = {
     "molpeg+anneal1": ("molpeg", ["--prune-anneal-epochs", "1"]),
     "molpeg+beta0.9": ("molpeg", ["--ema-momentum", "0.9"]),
     "molpeg+beta0.99": ("molpeg", ["--ema-momentum", "0.99"]),
+    # cheaper references (the `reference` tier)
+    "molpeg+head": ("molpeg", ["--prune-reference", "head"]),
+    "molpeg+every4": ("molpeg", ["--prune-reference-every", "4"]),
 }
 
 
@@ -132,6 +136,17 @@ def grid(tier: str, foundation: Path) -> list[Run]:
         for methods in (first, then):
             runs += [Run(hiv, m, 0.9, s, 10, foundation) for s in (0, 1, 2) for m in methods]
         runs += [Run(hiv, "full", 0.0, s, 10, foundation) for s in (0, 1, 2)]
+    elif tier == "reference":
+        # Quality of the cheaper references against the paper's full-model EMA reference:
+        # HIV-10k, 10 epochs, 40/60/80% pruned, 3 seeds (whole seeds first).
+        hiv = Dataset(**{**HIV.__dict__, "name": "HIV-10k", "subsample": 10_000})
+        for methods in (["molpeg", "molpeg+head"], ["molpeg+every4"]):
+            runs += [
+                Run(hiv, m, r, s, 10, foundation)
+                for s in (0, 1, 2)
+                for r in (0.6, 0.4, 0.8)
+                for m in methods
+            ]
     elif tier == "own":
         # Fine-tuning from our own descriptor-pretrained encoder (pretrain_descriptors.py).
         hiv = Dataset(**{**HIV.__dict__, "name": "HIV-10k", "subsample": 10_000})

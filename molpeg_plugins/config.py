@@ -8,6 +8,9 @@ from typing import Any
 
 from molpeg_plugins.errors import ConfigError
 
+REFERENCE_MODES = ("model", "head")
+"""Values of :attr:`PruneConfig.reference`."""
+
 
 @dataclass
 class PruneConfig:
@@ -27,6 +30,16 @@ class PruneConfig:
         shuffle: shuffle the kept samples of each epoch.
         seed: seed of every random choice the pruner makes.
         strategy_options: keyword arguments passed to the strategy's constructor.
+        reference: what the EMA reference of a reference-based strategy (MolPeg) is:
+            ``"model"`` (the paper's rule) averages the whole model and runs its own forward
+            pass on every batch; ``"head"`` averages only the prediction head and runs it on
+            the embedding the online forward already computed (encoder shared), so the
+            reference costs a head forward instead of a model forward.
+        reference_every: in pruned epochs, run the reference on every k-th training batch
+            only; a molecule of the other batches is scored against its last reference
+            loss (stale by at most the batches since its last refresh). Epochs on the full
+            data (warm-up, annealing) refresh every batch, so every molecule has a reference
+            loss before pruning starts. ``1`` (default) refreshes every batch.
     """
 
     prune_ratio: float = 0.6
@@ -38,6 +51,8 @@ class PruneConfig:
     shuffle: bool = True
     seed: int = 0
     strategy_options: dict[str, Any] = field(default_factory=dict)
+    reference: str = "model"
+    reference_every: int = 1
 
     def __post_init__(self) -> None:
         self.validate()
@@ -59,6 +74,16 @@ class PruneConfig:
                 continue
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ConfigError(f"{name}={value!r} must be a whole number >= 0.")
+        if self.reference not in REFERENCE_MODES:
+            raise ConfigError(
+                f"reference={self.reference!r}: use one of {', '.join(REFERENCE_MODES)} "
+                "(model = the paper's full EMA model; head = EMA of the prediction head only)."
+            )
+        k = self.reference_every
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise ConfigError(
+                f"reference_every={k!r} must be a whole number >= 1 (1 = every batch)."
+            )
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -212,6 +212,18 @@ class Pruner:
             idx = torch.as_tensor(indices, device=self.device).long().reshape(-1)
             self.strategy.observe(self.epoch, idx, **wanted)
 
+    def reference_due(self, batch_index: int) -> bool:
+        """Whether the reference forward must run on training batch ``batch_index`` (0-based).
+
+        Always in epochs on the full data (warm-up, annealing, unpruned runs), so that every
+        sample has a reference loss before pruning starts; in pruned epochs on every
+        :attr:`~PruneConfig.reference_every`-th batch (batches ``0, k, 2k, …``). Pass the
+        batch's reference loss to :meth:`record`/:meth:`loss` only when this is ``True``;
+        without one, the batch is scored against each sample's last reference loss.
+        """
+        every = self.config.reference_every
+        return every == 1 or not self.current.pruned or batch_index % every == 0
+
     def weights(self, indices: torch.Tensor) -> torch.Tensor:
         """Loss weight of each of ``indices`` in the current epoch."""
         return self.current.weights[torch.as_tensor(indices, device=self.device).long()]
@@ -226,7 +238,11 @@ class Pruner:
 
         Losses are detached and stay on their device; nothing is synchronised with the host.
         """
-        if self.strategy.needs_reference and reference_loss is None:
+        if (
+            self.strategy.needs_reference
+            and reference_loss is None
+            and self.config.reference_every == 1
+        ):
             raise ValueError(
                 f"strategy {self.strategy.name!r} needs reference losses: pass reference_loss"
             )
@@ -312,10 +328,11 @@ class Pruner:
             raise ValueError(
                 f"pruner state is for {state['num_samples']} samples, not {self.num_samples}"
             )
-        saved = {k: v for k, v in state["config"].items() if k != "strategy_options"}
-        mine = {k: v for k, v in self.config.to_dict().items() if k != "strategy_options"}
-        if saved != mine:
-            diff = sorted(k for k in saved if saved[k] != mine.get(k))
+        mine = self.config.to_dict()
+        diff = sorted(
+            k for k, v in state["config"].items() if k != "strategy_options" and v != mine.get(k)
+        )
+        if diff:
             raise ConfigError(f"cannot resume: options differ from the saved run ({diff})")
         self.epoch = int(state["epoch"])
         self.book.load_state_dict(state["book"])

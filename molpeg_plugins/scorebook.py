@@ -13,7 +13,12 @@ import torch.distributed as dist
 
 _COLUMNS = ("score", "online_loss", "reference_loss", "loss_mean")
 _COUNTERS = ("num_updates", "epochs_kept", "last_epoch")
-_PENDING = ("_pending_online", "_pending_reference", "_pending_count")
+_PENDING = (
+    "_pending_online",
+    "_pending_reference",
+    "_pending_count",
+    "_pending_reference_count",
+)
 
 
 class ScoreBook:
@@ -46,6 +51,7 @@ class ScoreBook:
         self.num_updates = torch.zeros(n, dtype=torch.long, device=dev)
         self.epochs_kept = torch.zeros(n, dtype=torch.long, device=dev)
         self.last_epoch = torch.full((n,), -1, dtype=torch.long, device=dev)
+        self._has_reference = False  # some sample has a (possibly stale) reference loss
         self._reset_pending()
 
     # ------------------------------------------------------------------ recording
@@ -55,6 +61,7 @@ class ScoreBook:
         self._pending_online = torch.zeros(n, dtype=torch.float64, device=dev)
         self._pending_reference = torch.zeros(n, dtype=torch.float64, device=dev)
         self._pending_count = torch.zeros(n, dtype=torch.float64, device=dev)
+        self._pending_reference_count = torch.zeros(n, dtype=torch.float64, device=dev)
         self._pending_has_reference = False
 
     def record(
@@ -68,7 +75,9 @@ class ScoreBook:
         ``online_loss`` (and ``reference_loss``) are 1-D with one value per index, in the
         same order. Values are detached. An index recorded twice in one epoch (padding of a
         distributed sampler) gets the mean of its records. A ``nan`` loss (a molecule
-        without any label) is recorded as is.
+        without any label) is recorded as is. A batch recorded without ``reference_loss``
+        (the reference was not refreshed, see :attr:`PruneConfig.reference_every`) is scored
+        against each molecule's last reference loss when the epoch is committed.
         """
         indices = torch.as_tensor(indices, device=self.device).long().reshape(-1)
         online = online_loss.detach().reshape(-1).to(self.device, torch.float64)
@@ -86,6 +95,7 @@ class ScoreBook:
                     f"got {ref.numel()} reference losses for {indices.numel()} indices"
                 )
             self._pending_reference.index_add_(0, indices, ref)
+            self._pending_reference_count.index_add_(0, indices, torch.ones_like(ref))
             self._pending_has_reference = True
 
     # ------------------------------------------------------------------ folding
@@ -96,32 +106,42 @@ class ScoreBook:
         Sums the pending buffers over all ranks first when ``torch.distributed`` is
         initialised. ``score_fn(online, reference)`` turns the epoch's mean losses of the
         updated samples into scores (``reference`` is ``None`` if no reference losses were
-        recorded).
+        ever recorded). A sample recorded this epoch without a reference loss is scored
+        against its last one (stale); if it never had one, its score is left as it was.
         """
-        count, online, reference = (
+        count, online, reference, ref_count = (
             self._pending_count,
             self._pending_online,
             self._pending_reference,
+            self._pending_reference_count,
         )
         has_reference = self._pending_has_reference
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             flag = torch.tensor([float(has_reference)], device=self.device, dtype=torch.float64)
-            stacked = torch.stack([count, online, reference])
+            stacked = torch.stack([count, online, reference, ref_count])
             dist.all_reduce(stacked)
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-            count, online, reference = stacked.unbind(0)
+            count, online, reference, ref_count = stacked.unbind(0)
             has_reference = bool(flag.item())
+        self._has_reference = self._has_reference or has_reference
         updated = (count > 0).nonzero().squeeze(1)
         if updated.numel():
             c = count[updated]
             mean_online = (online[updated] / c).float()
-            mean_reference = (reference[updated] / c).float() if has_reference else None
             self.online_loss[updated] = mean_online
-            if mean_reference is not None:
+            mean_reference, unscorable = None, None
+            if self._has_reference:
+                rc = ref_count[updated]
+                fresh = (reference[updated] / rc.clamp(min=1)).float()
+                mean_reference = torch.where(rc > 0, fresh, self.reference_loss[updated])
                 self.reference_loss[updated] = mean_reference
+                unscorable = ~torch.isfinite(mean_reference) & torch.isfinite(mean_online)
             scores = score_fn(mean_online, mean_reference).float()
             # A sample without labels has nothing to teach: score 0, not "unscored".
-            self.score[updated] = torch.nan_to_num(scores, nan=0.0)
+            scores = torch.nan_to_num(scores, nan=0.0)
+            if unscorable is not None:  # no reference loss yet: keep the score it had
+                scores = torch.where(unscorable, self.score[updated], scores)
+            self.score[updated] = scores
             finite = torch.isfinite(mean_online)
             n_prev = self.num_updates[updated].float()
             new_mean = (self.loss_mean[updated] * n_prev + mean_online) / (n_prev + 1)
@@ -168,6 +188,7 @@ class ScoreBook:
             )
         for name in _COLUMNS + _COUNTERS:
             getattr(self, name).copy_(state[name].to(self.device))
+        self._has_reference = bool(torch.isfinite(self.reference_loss).any().item())
         self._reset_pending()
 
     def to(self, device: torch.device | str) -> ScoreBook:

@@ -163,8 +163,11 @@ class TorchBackend(Backend):
             plugin_manager=pm,
             task=job.task,
         )
+        head_only = job.config.reference == "head"
         reference = (
-            EMAReference(model, job.config.ema_momentum, plugin_manager=pm)
+            EMAReference(
+                model.head if head_only else model, job.config.ema_momentum, plugin_manager=pm
+            )
             if pruner.strategy.needs_reference
             else None
         )
@@ -195,16 +198,18 @@ class TorchBackend(Backend):
             model.train()
             order = torch.as_tensor(list(pruner.sampler), dtype=torch.long, device=device)
             total, count = 0.0, 0
-            for start in range(0, order.numel(), job.batch_size):
+            for batch, start in enumerate(range(0, order.numel(), job.batch_size)):
                 idx = order[start : start + job.batch_size]
                 rows = train_idx[idx]
                 x, y = x_all[rows], y_all[rows]
                 mask = torch.isfinite(y)
-                out = model(x)
+                z = model.embed(x)
+                out = model.head(z)
                 online = masked_sample_loss(unreduced_loss(job.task, out, y), mask)
                 ref = None
-                if reference is not None:
-                    ref = masked_sample_loss(unreduced_loss(job.task, reference(x), y), mask)
+                if reference is not None and pruner.reference_due(batch):
+                    ref_out = reference(z.detach()) if head_only else reference(x)
+                    ref = masked_sample_loss(unreduced_loss(job.task, ref_out, y), mask)
                 loss = pruner.loss(idx, online, ref)
                 if pruner.strategy.signals:
                     pred = torch.sigmoid(out) if job.task == "classification" else out
@@ -214,13 +219,13 @@ class TorchBackend(Backend):
                         targets=y,
                         mask=mask,
                         features=x,
-                        embeddings=model.embed(x) if pruner.wants("embeddings") else None,
+                        embeddings=z if pruner.wants("embeddings") else None,
                     )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 if reference is not None:
-                    reference.update(model)
+                    reference.update(model.head if head_only else model)
                 total += float(loss.detach()) * idx.numel()
                 count += idx.numel()
 

@@ -20,7 +20,10 @@ What it does, per piece of the training loop:
   changes) so that the ``(batch, tasks)`` loss the training step computes anyway is kept as
   one value per molecule — no second online forward.
 * **Reference loss.** One ``no_grad`` eval-mode forward of the EMA reference per batch;
-  the reference follows the online model after every optimizer step.
+  the reference follows the online model after every optimizer step. With
+  ``reference="head"`` the reference is an EMA of the predictor (FFN) only, run on the
+  fingerprint the training step computed, so no second message-passing pass runs; with
+  ``reference_every=k`` it is run on every k-th batch of a pruned epoch only.
 * **Selection.** After the last training batch of an epoch (before validation and
   checkpointing, so checkpoints hold the next epoch's keep set) the pruner folds in the
   scores and chooses the next epoch's molecules.
@@ -260,7 +263,7 @@ class MolPegCallback(pl.Callback):
         assert self.pruner is not None
         if self.pruner.strategy.needs_reference and self.reference is None:
             self.reference = EMAReference(
-                pl_module,
+                self._reference_source(pl_module),
                 self.config.ema_momentum,
                 parameters=self.reference_parameters,
                 plugin_manager=self.pm,
@@ -268,6 +271,10 @@ class MolPegCallback(pl.Callback):
             if "reference" in self._stash:
                 self.reference.load_state_dict(self._stash.pop("reference"))
         self._wrap_criterion(pl_module)
+
+    def _reference_source(self, pl_module: pl.LightningModule) -> torch.nn.Module:
+        """What the EMA reference averages: the whole MPNN, or its predictor (head mode)."""
+        return pl_module.predictor if self.config.reference == "head" else pl_module
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Re-size Chemprop's Noam schedule to the pruned step count; restore RNG on resume."""
@@ -360,6 +367,12 @@ class MolPegCallback(pl.Callback):
                 )
                 batch["online"] = masked_sample_loss(raw * criterion.task_weights, mask)
                 batch["preds"] = preds.detach()
+                if batch.get("head_reference"):
+                    ref_preds = self._head_reference(batch["embeddings"])
+                    raw_ref = type(criterion)._calc_unreduced_loss(
+                        criterion, ref_preds, targets, mask, weights, lt_mask, gt_mask
+                    )
+                    batch["reference"] = masked_sample_loss(raw_ref * criterion.task_weights, mask)
                 if self._weighted:
                     weights = weights * batch["weights"].to(weights.dtype).view(-1, 1)
             return original(preds, targets, mask, weights, lt_mask, gt_mask)
@@ -367,7 +380,8 @@ class MolPegCallback(pl.Callback):
         criterion.update = update
         self._criterion_patched = (criterion, original)
         predictor = pl_module.predictor
-        if self.pruner is not None and self.pruner.wants("embeddings"):
+        head_mode = self.reference is not None and self.config.reference == "head"
+        if head_mode or (self.pruner is not None and self.pruner.wants("embeddings")):
             train_step = type(predictor).train_step
 
             def capture_train_step(Z):  # type: ignore[no-untyped-def]
@@ -376,6 +390,14 @@ class MolPegCallback(pl.Callback):
                 return train_step(predictor, Z)
 
             predictor.train_step = capture_train_step
+
+    def _head_reference(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """The reference predictor's training-space output on the online fingerprints."""
+        assert self.reference is not None
+        head = self.reference.module
+        head.train(self.reference.train_mode)
+        with torch.no_grad():
+            return head.train_step(embeddings)
 
     def _unwrap_criterion(self, pl_module: pl.LightningModule) -> None:
         if self._criterion_patched is not None:
@@ -421,10 +443,13 @@ class MolPegCallback(pl.Callback):
         state: dict[str, Any] = {"indices": indices, "online": None}
         if self._weighted:
             state["weights"] = self.pruner.weights(indices)
-        if self.reference is not None:
-            state["reference"] = self.pm.hook.molpeg_per_sample_loss(
-                model=self.reference.module, batch=batch, output=None
-            )
+        if self.reference is not None and self.pruner.reference_due(batch_idx):
+            if self.config.reference == "head":  # computed on the fingerprints, in update()
+                state["head_reference"] = True
+            else:
+                state["reference"] = self.pm.hook.molpeg_per_sample_loss(
+                    model=self.reference.module, batch=batch, output=None
+                )
         if self.pruner.wants("targets") or self.pruner.wants("mask"):
             targets = batch[3]
             state["targets"] = targets.nan_to_num(nan=0.0)
@@ -454,7 +479,7 @@ class MolPegCallback(pl.Callback):
                     embeddings=state.get("embeddings"),
                 )
         if self.reference is not None and trainer.global_step != self._step_before:
-            self.reference.update(pl_module)
+            self.reference.update(self._reference_source(pl_module))
         if batch_idx + 1 >= trainer.num_training_batches:
             self._end_epoch(trainer, pl_module)
 

@@ -60,6 +60,24 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
         ("--ema-momentum",),
         {"type": float, "default": 0.5, "help": "β of the EMA reference model."},
     ),
+    "prune_reference": (
+        ("--prune-reference",),
+        {
+            "choices": ("model", "head"),
+            "default": "model",
+            "help": "EMA reference: the whole model (paper) or its FFN head on the shared "
+            "fingerprint (a head forward instead of a model forward).",
+        },
+    ),
+    "prune_reference_every": (
+        ("--prune-reference-every",),
+        {
+            "type": int,
+            "default": 1,
+            "help": "Run the reference on every k-th batch of a pruned epoch (stale reference "
+            "losses in between).",
+        },
+    ),
     "prune_warmup_epochs": (
         ("--prune-warmup-epochs",),
         {"type": int, "default": 1, "help": "Leading epochs on all molecules."},
@@ -166,6 +184,8 @@ def prune_config(options: SimpleNamespace) -> Any:
         prune_ratio=options.prune_ratio,
         strategy=options.prune_strategy,
         ema_momentum=options.ema_momentum,
+        reference=options.prune_reference,
+        reference_every=options.prune_reference_every,
         warmup_epochs=options.prune_warmup_epochs,
         anneal_epochs=options.prune_anneal_epochs,
         rescale=options.prune_rescale,

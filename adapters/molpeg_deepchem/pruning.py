@@ -7,7 +7,9 @@ three small pieces cooperate (all created by :class:`MolPegDeepChem`):
   each epoch's kept samples and remembers which dataset indices the current batch holds;
 * :attr:`MolPegDeepChem.loss` computes the model's own loss once, returns DeepChem's usual
   scalar, and records the per-sample losses of the real (non-padding) rows; the reference
-  model runs on the very inputs the online forward received (caught by a forward hook);
+  model runs on the very inputs the online forward received (caught by a forward hook) — or,
+  with ``reference="head"``, the reference ``output_layer`` runs on the online forward's
+  ``embedding`` output;
 * :attr:`MolPegDeepChem.callback` (called by DeepChem after every optimizer step) moves the
   EMA reference and ends the epoch after its last batch.
 """
@@ -84,9 +86,16 @@ class MolPegDeepChem:
             **overrides,
         )
         self.reference: EMAReference | None = None
+        self.head_only = self.pruner.config.reference == "head"
         if self.pruner.strategy.needs_reference:
+            if self.head_only and not _has_head(model):
+                raise MolPegError(
+                    f"reference='head' needs a DeepChem model with an output_layer fed by its "
+                    f"'embedding' output (MultitaskClassifier, MultitaskRegressor); "
+                    f"{type(model).__name__} has none: use reference='model'"
+                )
             self.reference = EMAReference(
-                model.model,
+                self.reference_source(),
                 self.pruner.config.ema_momentum,
                 parameters=reference_parameters,
                 train_mode=reference_train_mode,
@@ -102,6 +111,10 @@ class MolPegDeepChem:
         self._hook = model.model.register_forward_hook(self._capture)
 
     # ------------------------------------------------------------------ plumbing
+
+    def reference_source(self) -> torch.nn.Module:
+        """What the EMA reference averages: the model, or its ``output_layer`` (head mode)."""
+        return self.model.model.output_layer if self.head_only else self.model.model
 
     def _capture(self, module: torch.nn.Module, args: tuple[Any, ...], output: Any) -> None:
         """Forward hook: keep the inputs and raw outputs of the online model's last call."""
@@ -208,10 +221,14 @@ class PruningLoss:
         self, labels: Sequence[Any], weights: Sequence[Any], n: int, loss_output: torch.Tensor
     ) -> torch.Tensor | None:
         own = self.owner
-        if own.reference is None:
+        if own.reference is None or not own.pruner.reference_due(own._loss_batches):
             return None
-        args, _ = self._online_forward(loss_output)
-        ref_out = loss_outputs(own.model, own.reference(*args))
+        args, raw = self._online_forward(loss_output)
+        if own.head_only:
+            embedding = named_output(own.model, raw, "embedding")
+            ref_out = [own.reference(embedding.detach()).reshape(loss_output.shape)]
+        else:
+            ref_out = loss_outputs(own.model, own.reference(*args))
         ref_losses = unreduced_loss(own.model, ref_out, labels)
         return reduce_per_sample(ref_losses[:n], weights[0][:n])
 
@@ -242,6 +259,12 @@ class PruningLoss:
         pruner.observe(idx, **signals)
 
 
+def _has_head(model: Any) -> bool:
+    """Whether ``model`` has an ``output_layer`` fed by an ``embedding`` output."""
+    types = list(getattr(model, "output_types", None) or [])
+    return hasattr(model.model, "output_layer") and "embedding" in types
+
+
 def _all_ones(weights: torch.Tensor) -> bool:
     return bool((weights == 1).all())
 
@@ -267,7 +290,7 @@ class PruningCallback:
                 "model.fit(pruning.dataset, ..., loss=pruning.loss, callbacks=[pruning.callback])"
             )
         if own.reference is not None:
-            own.reference.update(own.model.model)
+            own.reference.update(own.reference_source())
         batch = own.dataset.batch
         if batch is not None and batch.last:
             own.finish_epoch()

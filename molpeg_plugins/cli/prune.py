@@ -78,6 +78,13 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
+class Reference(str, Enum):
+    """What MolPeg's EMA reference averages (see :attr:`PruneConfig.reference`)."""
+
+    model = "model"
+    head = "head"
+
+
 class Format(str, Enum):
     """File format of the per-row scores."""
 
@@ -308,6 +315,14 @@ def prune(
         None, help="Peak learning rate (default: the backend's).", show_default=False
     ),
     ema_momentum: float = typer.Option(0.5, help="β of MolPeg's EMA reference, in [0, 1]."),
+    reference: Reference = typer.Option(
+        Reference.model,
+        help="MolPeg's EMA reference: the whole model (paper) or its head on the shared "
+        "embedding (a head forward instead of a model forward).",
+    ),
+    reference_every: int = typer.Option(
+        1, min=1, help="Run the reference on every k-th batch of a pruned epoch."
+    ),
     warmup_epochs: int | None = typer.Option(
         None,
         help="Leading epochs on the full data (default: 1, or what the strategy needs).",
@@ -346,6 +361,8 @@ def prune(
                 batch_size=batch_size,
                 learning_rate=learning_rate,
                 ema_momentum=ema_momentum,
+                reference=reference.value,
+                reference_every=reference_every,
                 warmup_epochs=warmup_epochs,
                 resume=resume,
                 fmt=fmt.value,
@@ -394,6 +411,8 @@ def run_prune(display: Display, *, data: Path | None, output: Path, **opts: Any)
         prune_ratio=opts["prune_ratio"],
         strategy=opts["strategy"],
         ema_momentum=opts["ema_momentum"],
+        reference=opts["reference"],
+        reference_every=opts["reference_every"],
         warmup_epochs=warmup,
         seed=opts["seed"],
     )
@@ -488,6 +507,8 @@ def run_prune(display: Display, *, data: Path | None, output: Path, **opts: Any)
         "strategy": config.strategy,
         "prune_ratio": config.prune_ratio,
         "ema_momentum": config.ema_momentum,
+        "reference": config.reference,
+        "reference_every": config.reference_every,
         "warmup_epochs": config.warmup_epochs,
         "epochs": opts["epochs"],
         "batch_size": opts["batch_size"],

@@ -1,0 +1,253 @@
+"""Where the wall time of a whole ``chemprop train`` run goes, with and without pruning.
+
+Each configuration runs the real command line, ``chemprop train [--plugin molpeg …]``, in a
+child process whose phases are timed from the inside: interpreter start and imports, molpeg's
+input check, parsing and splitting, featurisation (Chemprop's dataset cache), model set-up,
+training (and within it MolPeg's reference forward, EMA update and selection), validation,
+checkpoint writes, and the final test evaluation. The configurations run back to back on the
+same prepared data (HIV-10k from ``benchmarks/run.py``), so their ratios come from one sitting.
+
+    python benchmarks/bench_run_anatomy.py --epochs 10          # all configurations
+    python benchmarks/bench_run_anatomy.py --only full,molpeg   # a subset
+
+The table is printed and one CSV row per run is appended to
+``benchmarks/results/run_anatomy.csv`` (with the load average before and after the run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+T0 = time.perf_counter()
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+
+# name → extra command-line options (None: stock chemprop, no plugin)
+CONFIGS: dict[str, list[str] | None] = {
+    "full": None,
+    "soft-random": ["--prune-strategy", "soft-random"],
+    "molpeg": ["--prune-strategy", "molpeg"],
+    "molpeg-head": ["--prune-strategy", "molpeg", "--prune-reference", "head"],
+    "molpeg-every4": ["--prune-strategy", "molpeg", "--prune-reference-every", "4"],
+}
+PHASES = [
+    "startup",
+    "input_check",
+    "parse_split",
+    "datasets",
+    "featurise",
+    "model_setup",
+    "train",
+    "reference",
+    "ema",
+    "selection",
+    "validation",
+    "checkpoint",
+    "test",
+    "total",
+]
+FIELDS = ["config", "ratio", "epochs", "rows", *PHASES, "load_before", "load_after", "finished"]
+
+
+# --------------------------------------------------------------------------- child
+
+
+def child(argv: list[str], out: Path) -> None:
+    """Run ``chemprop train argv`` in this process with phase timers; write them to ``out``."""
+    clock: dict[str, float] = {p: 0.0 for p in PHASES}
+    marks: dict[str, float] = {}
+
+    def timed(name: str, fn: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                clock[name] += time.perf_counter() - start
+
+        wrapper.__wrapped__ = fn  # type: ignore[attr-defined]
+        return wrapper
+
+    sys.argv = ["chemprop", "train", *argv]
+    import lightning.pytorch as pl
+    from chemprop.cli import main as cli_main
+    from chemprop.cli import train as cli_train
+
+    import molpeg_plugins.pruner
+    import molpeg_plugins.scoring
+    from molpeg_chemprop import callback as mp_callback
+    from molpeg_chemprop import chemprop_cli
+
+    marks["imported"] = time.perf_counter()
+
+    class Timer(pl.Callback):
+        def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+            marks["fit_start"] = time.perf_counter()
+            pm = getattr(_molpeg(trainer), "pm", None)
+            if pm is not None:  # the model-reference forward goes through this hook
+                pm.hook.molpeg_per_sample_loss = timed("reference", pm.hook.molpeg_per_sample_loss)
+
+        def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+            marks.setdefault("first_epoch", time.perf_counter())
+
+        def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
+            marks["val_start"] = time.perf_counter()
+
+        def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+            clock["validation"] += time.perf_counter() - marks["val_start"]
+
+        def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
+            marks["fit_end"] = time.perf_counter()
+
+    def _molpeg(trainer: Any) -> Any:
+        return next(
+            (c for c in trainer.callbacks if isinstance(c, mp_callback.MolPegCallback)), None
+        )
+
+    class TimedTrainer(pl.Trainer):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            if "max_epochs" in kwargs:
+                kwargs["callbacks"] = [Timer(), *(kwargs.get("callbacks") or [])]
+            super().__init__(*args, **kwargs)
+
+    pl.Trainer = TimedTrainer
+    pl.Trainer.save_checkpoint = timed("checkpoint", pl.Trainer.save_checkpoint)
+    chemprop_cli.filter_invalid_smiles = timed("input_check", chemprop_cli.filter_invalid_smiles)
+    cli_train.build_splits = timed("parse_split", cli_train.build_splits)
+    cli_train.build_datasets = timed("datasets", cli_train.build_datasets)
+    original_train_model = cli_train.train_model
+
+    def train_model(*args: Any, **kwargs: Any) -> Any:
+        marks["train_model"] = time.perf_counter()
+        try:
+            return original_train_model(*args, **kwargs)
+        finally:
+            marks["train_model_end"] = time.perf_counter()
+
+    cli_train.train_model = train_model
+    mp_callback.MolPegCallback._head_reference = timed(
+        "reference", mp_callback.MolPegCallback._head_reference
+    )
+    molpeg_plugins.scoring.EMAReference.update = timed(
+        "ema", molpeg_plugins.scoring.EMAReference.update
+    )
+    molpeg_plugins.pruner.Pruner.end_epoch = timed(
+        "selection", molpeg_plugins.pruner.Pruner.end_epoch
+    )
+    main_start = time.perf_counter()
+    try:
+        cli_main.main()
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            raise
+    end = time.perf_counter()
+    clock["startup"] = main_start - T0
+    before_training = marks["train_model"] - main_start
+    clock["featurise"] = before_training - clock["parse_split"] - clock["datasets"]
+    clock["parse_split"] -= clock["input_check"]  # the check runs inside the data reading
+    clock["model_setup"] = marks["first_epoch"] - marks["train_model"]
+    fit = marks["fit_end"] - marks["first_epoch"]
+    clock["train"] = fit - clock["validation"] - clock["checkpoint"]
+    clock["test"] = marks["train_model_end"] - marks["fit_end"]
+    clock["total"] = end - T0
+    out.write_text(json.dumps(clock))
+
+
+# --------------------------------------------------------------------------- parent
+
+
+def command(data: Path, foundation: Path, out_dir: Path, epochs: int, extra: list[str] | None,
+            ratio: float) -> list[str]:  # fmt: skip
+    """The ``chemprop train`` arguments of one configuration (as ``benchmarks/run.py``)."""
+    argv = [
+        "--data-path", str(data), "--task-type", "classification", "--smiles-columns", "smiles",
+        "--target-columns", "HIV_active", "--split-type", "scaffold_balanced",
+        "--split-sizes", "0.8", "0.1", "0.1", "--epochs", str(epochs), "--metrics", "roc",
+        "--tracking-metric", "roc", "--data-seed", "0", "--pytorch-seed", "0",
+        "--num-workers", "0", "--output-dir", str(out_dir), "--from-foundation", str(foundation),
+    ]  # fmt: skip
+    if extra is not None:
+        argv += ["--plugin", "molpeg", "--prune-ratio", str(ratio), *extra]
+    return argv
+
+
+def main() -> None:
+    """Run the configurations back to back and print the phase table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--ratio", type=float, default=0.6)
+    parser.add_argument("--only", help="comma-separated configurations (default: all)")
+    parser.add_argument("--child", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child is not None:
+        child(args.child[1:], Path(args.child[0]))
+        return
+
+    sys.path.insert(0, str(HERE))
+    import run  # benchmarks/run.py: the prepared HIV-10k subset and the foundation model
+
+    hiv = run.Dataset(**{**run.HIV.__dict__, "name": "HIV-10k", "subsample": 10_000})
+    data = run.prepare(hiv)
+    rows = sum(1 for _ in data.open()) - 1
+    names = args.only.split(",") if args.only else list(CONFIGS)
+    results = []
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    csv_path = RESULTS / "run_anatomy.csv"
+    for name in names:
+        with tempfile.TemporaryDirectory(prefix="molpeg-anatomy-") as tmp:
+            out = Path(tmp) / "phases.json"
+            argv = command(data, run.ADMET_AI, Path(tmp) / "run", args.epochs, CONFIGS[name],
+                           args.ratio)  # fmt: skip
+            load_before = os.getloadavg()[0]
+            start = time.perf_counter()
+            subprocess.run(
+                [sys.executable, __file__, "--child", str(out), *argv],
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            wall = time.perf_counter() - start
+            phases = json.loads(out.read_text())
+        phases["startup"] += wall - phases["total"]  # interpreter start before T0
+        phases["total"] = wall
+        row = {
+            "config": name,
+            "ratio": 0.0 if CONFIGS[name] is None else args.ratio,
+            "epochs": args.epochs,
+            "rows": rows,
+            **{p: round(phases[p], 2) for p in PHASES},
+            "load_before": round(load_before, 2),
+            "load_after": round(os.getloadavg()[0], 2),
+            "finished": datetime.now().isoformat(timespec="seconds"),
+        }
+        results.append(row)
+        new = not csv_path.exists()
+        with csv_path.open("a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=FIELDS)
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+        print(f"{name}: {wall:.1f} s", flush=True)
+    full = next((r for r in results if r["config"] == "full"), None)
+    print("\n| phase (s) | " + " | ".join(r["config"] for r in results) + " |")
+    print("|---" * (len(results) + 1) + "|")
+    for phase in PHASES:
+        print(f"| {phase} | " + " | ".join(f"{r[phase]:.1f}" for r in results) + " |")
+    if full is not None:
+        for key in ("total", "train"):
+            ratios = " | ".join(f"{r[key] / full[key]:.2f}" for r in results)
+            print(f"| {key} / full | {ratios} |")
+
+
+if __name__ == "__main__":
+    main()
