@@ -5,11 +5,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import torch
 from lightning import pytorch as pl
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from molpeg_plugins.atomic import atomic_path
+from molpeg_plugins.atomic import torch_save
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -19,8 +18,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None
     ) -> None:
         """Write ``checkpoint`` to a temporary file next to ``path``, then rename it."""
-        with atomic_path(path) as tmp:
-            torch.save(checkpoint, tmp)
+        torch_save(path, checkpoint)
 
 
 class HistoryCallback(pl.Callback):
