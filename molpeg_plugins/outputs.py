@@ -205,20 +205,20 @@ def _old_results(output: Path) -> set[str]:
 def commit(staging: Path, output: Path) -> None:
     """Replace the result set in ``output`` by the complete one in ``staging``.
 
-    The old ``report.json`` goes first and the new one comes last, so ``output`` never shows
-    a marker beside files of another run. Safe to repeat after a kill (see :func:`recover`).
+    The old ``report.json`` goes first, then the other old files, and the new ``report.json``
+    comes last: ``output`` never shows the marker beside files of another run, nor files of
+    two runs side by side. Safe to repeat after a kill (see :func:`recover`).
     """
     report = json.loads((staging / MARKER).read_text(encoding="utf-8"))
     new = _listed_files(report)
     old = _old_results(output)
+    moving = [n for n in new if n != MARKER and (staging / n).exists()]
     (output / MARKER).unlink(missing_ok=True)  # from here on: no complete set in output
-    for name in sorted(old - set(new)):
+    for name in sorted((old - set(new)) | set(moving)):  # old files first: never a mix
         _remove(output / name)
-    for name in new:
-        source = staging / name
-        if name != MARKER and source.exists():
-            (output / name).parent.mkdir(parents=True, exist_ok=True)
-            os.replace(source, output / name)
+    for name in moving:
+        (output / name).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging / name, output / name)
     os.replace(staging / MARKER, output / MARKER)
     shutil.rmtree(staging, ignore_errors=True)
 
