@@ -360,3 +360,73 @@ def test_kill_9_at_every_stage_never_leaves_a_mixed_result_set(bbbp: Path, tmp_p
         assert "epoch 1/2" not in result.output, kill_at
         assert ("epoch 2/2" in result.output) == (kill_at == "replace:2"), kill_at
         assert not (out / "resume.pt").exists() and not (out / ".molpeg-staging").exists()
+
+
+# --------------------------------------------------------------------------- chemprop backend
+
+
+def chemprop_available() -> bool:
+    """Whether the ``chemprop`` backend is registered and its framework imports."""
+    from molpeg_plugins.plugins import get_plugin_manager
+
+    backend = get_plugin_manager().backends().get("chemprop")
+    return backend is not None and backend.availability()[0]
+
+
+@pytest.mark.slow
+@pytest.mark.chemprop
+def test_chemprop_ctrl_c_exits_130_and_resume_continues_at_the_next_epoch(
+    bbbp: Path, tmp_path: Path
+):
+    if not chemprop_available():
+        pytest.skip("chemprop is not installed")
+    out = tmp_path / "o"
+    args = [*CLI, "prune", str(bbbp), "--backend", "chemprop", "--epochs", "5"]
+    args += ["--batch-size", "16", "--output", str(out)]
+    proc = subprocess.Popen(args, env=ENV, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if line.startswith("epoch 3/5"):  # Ctrl-C in the 4th epoch, as a terminal sends it
+            proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=300) == 130, "".join(seen)
+    assert "Interrupted; continue with the same command plus --resume" in "".join(seen)
+    from molpeg_plugins.checkpoints import safe_load
+    from molpeg_plugins.plugins import get_plugin_manager
+
+    last = safe_load(out / "checkpoints" / "last.ckpt", plugin_manager=get_plugin_manager())
+    finished = int(last["epoch"]) + 1  # last.ckpt is written after every epoch
+    assert finished >= 2, "last.ckpt lags behind the finished epochs"
+    assert not (out / "report.json").exists()
+
+    resumed = subprocess.run(
+        [*args, "--resume"], env=ENV, capture_output=True, text=True, timeout=300
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    epochs = [ln.split()[1] for ln in resumed.stderr.splitlines() if ln.startswith("epoch ")]
+    assert epochs == [f"{e}/5" for e in range(finished + 1, 6)]
+    report = json.loads((out / "report.json").read_text())
+    assert [int(e["epoch"]) for e in report["epochs"]] == [0, 1, 2, 3, 4]
+    assert all("train_loss" in e and "num_kept" in e for e in report["epochs"])
+    assert not (out / "checkpoints").exists(), "the resume state goes once the set is whole"
+
+
+@pytest.mark.slow
+@pytest.mark.chemprop
+@pytest.mark.parametrize("case", ["no validation split", "four molecules"])
+def test_chemprop_without_validation_molecules(bbbp: Path, tmp_path: Path, case: str):
+    if not chemprop_available():
+        pytest.skip("chemprop is not installed")
+    data, extra = bbbp, ["--split-sizes", "1,0,0"]
+    if case == "four molecules":
+        data = tmp_path / "four.csv"
+        data.write_bytes(b"".join(bbbp.read_bytes().splitlines(keepends=True)[:5]))
+        extra = ["--target-columns", "p_np"]
+    out = tmp_path / "o"
+    result = molpeg("prune", data, "--backend", "chemprop", "--epochs", 2, "-o", out, *extra)
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["counts"]["validation"] == 0
+    assert report["epochs"][0]["num_kept"] == report["counts"]["train"]
+    assert report["best_epoch"] == 1 and len(report["files"]["plots"]) == 4
