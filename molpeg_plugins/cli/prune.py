@@ -384,8 +384,11 @@ def prune(
         err.print(outputs.describe_os_error(exc), markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
+        plus = "with --resume instead of --overwrite" if overwrite else "plus --resume"
         Console(stderr=True).print(
-            f"Interrupted; continue with the same command plus --resume (state in {output})."
+            f"Interrupted; continue with the same command {plus} (state in {output}).",
+            markup=False,
+            highlight=False,
         )
         raise typer.Exit(130) from None
     if not quiet:
