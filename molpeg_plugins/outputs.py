@@ -189,17 +189,22 @@ def _listed_files(report: dict[str, Any]) -> list[str]:
     files = report.get("files", {}) if isinstance(report, dict) else {}
     names = [files.get("pruned"), files.get("scores"), files.get("model"), MARKER]
     names += list(files.get("plots") or [])
-    return [n for n in names if isinstance(n, str) and n and not Path(n).is_absolute()]
+    return [
+        n
+        for n in names
+        if isinstance(n, str) and n and not Path(n).is_absolute() and ".." not in Path(n).parts
+    ]
 
 
 def _old_results(output: Path) -> set[str]:
-    """Result files of a previous run in ``output``: the known names and its report's list."""
+    """Result files of a previous run in ``output``: the known names and its listed plots."""
     from molpeg_plugins.report import PLOTS
 
     names = {*RESULT_FILES, *(f"{PLOTS_DIR}/{p}" for p in PLOTS)}
     with contextlib.suppress(OSError, ValueError):  # no old report, or a damaged one
-        names |= set(_listed_files(json.loads((output / MARKER).read_text(encoding="utf-8"))))
-    return {n for n in names if ".." not in Path(n).parts}
+        listed = _listed_files(json.loads((output / MARKER).read_text(encoding="utf-8")))
+        names |= {n for n in listed if Path(n).parent == Path(PLOTS_DIR) and n.endswith(".png")}
+    return names
 
 
 def commit(staging: Path, output: Path) -> None:
@@ -221,6 +226,23 @@ def commit(staging: Path, output: Path) -> None:
         os.replace(staging / name, output / name)
     os.replace(staging / MARKER, output / MARKER)
     shutil.rmtree(staging, ignore_errors=True)
+
+
+def stage_file(path: Path | None, output: Path, staging: Path) -> Path | None:
+    """Move a result file a backend wrote into ``output`` itself into ``staging``.
+
+    Backends write their model into :attr:`FitJob.model_dir` (the staging folder); one that
+    writes into the work folder instead still gets its model into the result set. Any other
+    ``path`` is returned unchanged.
+    """
+    if path is None or not Path(path).is_file():
+        return path
+    path = Path(path)
+    if path.parent.resolve() != output.resolve():
+        return path
+    target = staging / path.name
+    os.replace(path, target)
+    return target
 
 
 def recover(output: Path) -> bool:

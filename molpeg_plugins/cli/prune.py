@@ -511,6 +511,7 @@ def run_prune(display: Display, *, data: Path | None, output: Path, **opts: Any)
         result = backend.fit(job)
     finally:
         del quiet_rdkit
+    result.model_path = outputs.stage_file(result.model_path, output, staging)
 
     # -- outputs
     parameters = {
