@@ -52,8 +52,12 @@ class FitJob:
         learning_rate: peak learning rate (``None`` = the framework's default).
         device: ``"cpu"`` or ``"cuda"`` (already resolved from ``auto``).
         pretrained: checkpoint to fine-tune from (already vetted by the safe loader).
-        work_dir: folder for the trained model and resume state.
+        work_dir: folder for the resume state (and the trained model, unless ``model_dir``).
         resume: continue from the resume state in ``work_dir`` if there is one.
+        model_dir: folder for the trained model file (default: ``work_dir``); ``molpeg
+            prune`` passes its staging folder, so that the model appears with the other results.
+        keep_resume_state: leave the resume state in ``work_dir`` when training is done (the
+            caller removes it once its own outputs are written); by default it is deleted.
         seed: global seed (model init, dropout, pruner).
         plugin_manager: where observers (progress bars, loggers) are registered (default:
             the process-wide manager of :func:`~molpeg_plugins.plugins.get_plugin_manager`).
@@ -84,6 +88,8 @@ class FitJob:
     plugin_manager: Any = None
     quiet: bool = True
     trust_checkpoint: bool = False
+    model_dir: Path | None = None
+    keep_resume_state: bool = False
     progress: Callable[..., contextlib.AbstractContextManager[Advance]] = null_progress
 
     def __post_init__(self) -> None:
@@ -91,6 +97,11 @@ class FitJob:
             from molpeg_plugins.plugins import get_plugin_manager
 
             self.plugin_manager = get_plugin_manager()
+
+    @property
+    def model_folder(self) -> Path:
+        """The folder the trained model goes to: ``model_dir``, else ``work_dir``."""
+        return Path(self.model_dir if self.model_dir is not None else self.work_dir)
 
     @classmethod
     def from_table(

@@ -101,3 +101,27 @@ def safe_load(
     needed = vet_checkpoint(path, plugin_manager=plugin_manager)
     with safe_globals(needed):
         return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def load_resume_state(
+    path: str | Path,
+    *,
+    map_location: str | torch.device = "cpu",
+    plugin_manager: Any = None,
+) -> Any:
+    """Load the resume state of an interrupted run (safely, like :func:`safe_load`).
+
+    A resume file is molpeg's own: ``--trust-checkpoint`` does not apply to it, so an
+    unreadable or refused one is reported with what does help.
+
+    Raises:
+        MolPegError: the file is damaged or references a global outside the allow-list.
+    """
+    try:
+        return safe_load(path, map_location=map_location, plugin_manager=plugin_manager)
+    except (MolPegError, EOFError, RuntimeError, pickle.UnpicklingError) as exc:
+        reason = str(exc).split(";")[0].removeprefix(f"{path}: ")
+        raise MolPegError(
+            f"{path}: cannot resume from this file ({reason}); delete it, or rerun with "
+            "--overwrite instead of --resume to start over"
+        ) from exc

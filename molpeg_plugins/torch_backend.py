@@ -22,7 +22,7 @@ from torch import nn
 
 from molpeg_plugins.atomic import torch_save
 from molpeg_plugins.backend import Backend, FitJob, FitResult, evaluate, improves
-from molpeg_plugins.checkpoints import safe_load
+from molpeg_plugins.checkpoints import load_resume_state, safe_load
 from molpeg_plugins.errors import ConfigError, MolPegError
 from molpeg_plugins.hookspecs import hookimpl
 from molpeg_plugins.pruner import Pruner
@@ -177,11 +177,12 @@ class TorchBackend(Backend):
         resume_path = work / RESUME_FILE
         fingerprint = _run_fingerprint(job)
         if job.resume and resume_path.is_file():
-            state = safe_load(resume_path, map_location=device, plugin_manager=pm)
+            state = load_resume_state(resume_path, map_location=device, plugin_manager=pm)
             if state.get("fingerprint") != fingerprint:
                 raise ConfigError(
                     f"{resume_path}: cannot resume: the data, split or training options differ "
-                    "from the interrupted run; rerun without --resume to start over"
+                    "from the interrupted run; rerun with --overwrite instead of --resume to start "
+                    "over"
                 )
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
@@ -272,7 +273,7 @@ class TorchBackend(Backend):
             adv(1)
             test_metrics = self._metrics(model, job, x_all, y_all, job.test_idx)
             adv(1)
-        model_path = work / MODEL_FILE
+        model_path = job.model_folder / MODEL_FILE
         torch_save(
             model_path,
             {
@@ -284,7 +285,8 @@ class TorchBackend(Backend):
             },
         )
         state = pruner.state_dict()
-        resume_path.unlink(missing_ok=True)
+        if not job.keep_resume_state:
+            resume_path.unlink(missing_ok=True)
         import rdkit
 
         return FitResult(

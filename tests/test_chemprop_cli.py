@@ -12,8 +12,10 @@ import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -312,3 +314,22 @@ def test_checkpoint_freeze_encoder_regression(
     assert kept[1] == num_kept(kept[0], 0.5) and kept[0] > 120
     assert float(history[-1]["score_max"]) > 0.0
     assert (out / "model_0" / "test_predictions.csv").is_file()
+
+
+@pytest.mark.slow
+def test_ctrl_c_exits_130_with_a_message(tmp_path: Path, data_dir: Path) -> None:
+    """Lightning answers Ctrl-C with exit code 1 and no word; the plugin makes it 130."""
+    data = head_lines(data_dir / "bbbp_1k.csv", tmp_path / "bbbp120.csv", 121)
+    out = tmp_path / "run"
+    args = ["-i", str(data), *BBBP_ARGS, "-o", str(out), "--epochs", "50", *SMALL_MODEL]
+    proc = run_chemprop([*args, "--plugin", "molpeg"])
+    history = out / "model_0" / "molpeg_history.csv"
+    deadline = time.monotonic() + 300
+    while not history.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    proc.send_signal(signal.SIGINT)  # what Ctrl-C on a terminal sends
+    code, log = finish(proc, timeout=120)
+    assert code == 130, log[-3000:]
+    assert "chemprop train: interrupted; Chemprop cannot resume a run" in log
+    assert "Traceback" not in log

@@ -78,9 +78,9 @@ def test_kill_9_then_resume_reproduces_the_uninterrupted_run(data_dir: Path, tmp
     assert 1 <= saved["epoch"] < EPOCHS, "killed before the end of training"
     assert not (broken / "report.json").exists() and not (broken / "pruned.csv").exists()
 
-    (broken / ".resume.pt.abc123.tmp").write_bytes(b"half a file")  # as a kill mid-save leaves
+    (broken / ".molpeg-resume.pt.abc12345.tmp").write_bytes(b"half a file")  # a kill mid-save
     subprocess.run(command(data, broken, "--resume"), env=env, check=True, timeout=300)
-    assert not list(broken.glob(".*.tmp"))
+    assert not list(broken.glob(".molpeg-*"))
 
     assert (broken / "pruned.csv").read_bytes() == (full / "pruned.csv").read_bytes()
     a = pd.read_csv(full / "scores.csv")

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import logging
+import signal
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from molpeg_plugins.atomic import atomic_path
+from molpeg_plugins.atomic import write_bytes
 from molpeg_plugins.backend import Backend, FitJob, FitResult, evaluate
 from molpeg_plugins.errors import ConfigError
 
@@ -51,6 +53,27 @@ def _lightning_quiet(quiet: bool) -> Iterator[None]:
     finally:
         for lg, level in zip(loggers, levels, strict=True):
             lg.setLevel(level)
+
+
+@contextlib.contextmanager
+def _interrupts_raised(trainer: Any) -> Iterator[None]:
+    """Turn Lightning's handling of Ctrl-C back into a :class:`KeyboardInterrupt`.
+
+    On ``KeyboardInterrupt`` Lightning's trainer shuts down, ignores further SIGINTs and
+    calls ``sys.exit(1)``; the CLI wants the interrupt itself (exit code 130, ``--resume``
+    hint, as on the other backends) and Ctrl-C working again afterwards.
+    """
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        yield
+    except SystemExit:
+        if not trainer.interrupted:
+            raise
+        raise KeyboardInterrupt from None
+    finally:
+        if handler is not None:
+            with contextlib.suppress(ValueError):  # only the main thread may set handlers
+                signal.signal(signal.SIGINT, handler)
 
 
 def job_fingerprint(job: FitJob) -> str:
@@ -92,7 +115,7 @@ class ChempropBackend(Backend):
 
         from molpeg_chemprop.callback import MolPegCallback
         from molpeg_chemprop.lightning_parts import AtomicCheckpointIO, HistoryCallback
-        from molpeg_plugins.checkpoints import vet_checkpoint
+        from molpeg_plugins.checkpoints import load_resume_state, vet_checkpoint
 
         pm = job.plugin_manager
         work = Path(job.work_dir)
@@ -110,21 +133,30 @@ class ChempropBackend(Backend):
         pruning = MolPegCallback(job.config, plugin_manager=pm)
         reporter = HistoryCallback(pruning, pm, fingerprint)
         ckpt_dir = work / CHECKPOINT_DIR
-        checkpointing = ModelCheckpoint(
+        # last.ckpt after every epoch (the resume state), the best one beside it
+        latest = ModelCheckpoint(
             ckpt_dir,
-            "best-{epoch}",
-            monitor=monitor if len(job.val_idx) else None,
-            mode="max" if classification else "min",
-            save_last=True,
+            "last",
             save_top_k=1,
+            save_on_train_epoch_end=True,
+            enable_version_counter=False,
         )
+        checkpointing = latest
+        if len(job.val_idx):
+            checkpointing = ModelCheckpoint(
+                ckpt_dir,
+                "best-{epoch}",
+                monitor=monitor,
+                mode="max" if classification else "min",
+                save_top_k=1,
+            )
         with _lightning_quiet(job.quiet):
             trainer = pl.Trainer(
                 max_epochs=job.epochs,
                 accelerator="gpu" if job.device.startswith("cuda") else "cpu",
                 devices=1,
                 logger=False,
-                callbacks=[pruning, reporter, checkpointing],
+                callbacks=[pruning, reporter, *dict.fromkeys([checkpointing, latest])],
                 plugins=[AtomicCheckpointIO()],
                 enable_progress_bar=not job.quiet,
                 enable_model_summary=not job.quiet,
@@ -136,18 +168,17 @@ class ChempropBackend(Backend):
         last = ckpt_dir / LAST_CHECKPOINT
         ckpt_path = None
         if job.resume and last.is_file():
-            needed = vet_checkpoint(last, plugin_manager=pm)
-            with safe_globals(needed):
-                saved = torch.load(last, map_location="cpu", weights_only=True)
+            saved = load_resume_state(last, plugin_manager=pm)
             state = saved.get("callbacks", {}).get(HistoryCallback.KEY, {})
             if state.get("fingerprint") != fingerprint:
                 raise ConfigError(
                     f"{last}: cannot resume: the data, split or training options differ from "
-                    "the interrupted run; rerun without --resume to start over"
+                    "the interrupted run; rerun with --overwrite instead of --resume to start "
+                    "over"
                 )
             ckpt_path = last
         train_loader, val_loader, test_loader = loaders
-        with _lightning_quiet(job.quiet):
+        with _lightning_quiet(job.quiet), _interrupts_raised(trainer):
             if ckpt_path is not None:
                 with safe_globals(vet_checkpoint(ckpt_path, plugin_manager=pm)):
                     trainer.fit(
@@ -168,13 +199,15 @@ class ChempropBackend(Backend):
             val_metrics = self._evaluate(trainer, model, val_loader, job, job.val_idx)
             test_metrics = self._evaluate(trainer, model, test_loader, job, job.test_idx)
 
-        model_path = work / MODEL_FILE
-        with atomic_path(model_path) as tmp:
-            chemprop.models.save_model(tmp, model, list(job.target_names))
+        model_path = job.model_folder / MODEL_FILE
+        buffer = io.BytesIO()  # in memory: the file's bytes do not depend on a temporary name
+        chemprop.models.save_model(buffer, model, list(job.target_names))
+        write_bytes(model_path, buffer.getvalue())
         pruner = pruning.pruner
         assert pruner is not None
         final_kept = pruner.final_selection().cpu().numpy()
-        last.unlink(missing_ok=True)
+        if not job.keep_resume_state:
+            last.unlink(missing_ok=True)
         return FitResult(
             metric_name=metric,
             best_epoch=best_epoch,

@@ -25,6 +25,7 @@ import argparse
 import contextlib
 import logging
 import os
+import signal
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -40,6 +41,7 @@ DISABLE_ENV = "MOLPEG_DISABLE_CHEMPROP_HOOK"
 """Set to ``1`` to make ``chemprop`` ignore molpeg entirely."""
 
 PLUGIN_NAMES = ("molpeg",)
+INTERRUPTED_HINT = "Chemprop cannot resume a run: run the command again to start over"
 _PATCHED = "_molpeg_patched"
 
 # dest → (flags, argparse options); defaults mirror PruneConfig
@@ -151,6 +153,9 @@ def patch(main_module: ModuleType) -> None:
         except MolPegError as exc:
             print(f"chemprop train: error: {exc}", file=sys.stderr)
             raise SystemExit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            print(f"chemprop train: interrupted; {INTERRUPTED_HINT}", file=sys.stderr)
+            raise SystemExit(130) from None
 
     train_module.TrainSubcommand.func = classmethod(func)
     setattr(main_module, _PATCHED, True)
@@ -218,16 +223,25 @@ def activated(
         saved[name] = getattr(train_module, name)
         setattr(train_module, name, value)
 
-    swap("pl", _PruningLightning(train_module.pl, config, pm))
+    lightning = _PruningLightning(train_module.pl, config, pm)
+    swap("pl", lightning)
     swap("save_config", _config_without_molpeg(train_module.save_config))
     with tempfile.TemporaryDirectory(prefix="molpeg-") as tmp:
         if not options.keep_invalid_smiles:
             swap("build_data_from_files", _skipping_invalid(train_module, args, Path(tmp)))
+        handler = signal.getsignal(signal.SIGINT)
         try:
             yield
+        except SystemExit:  # Lightning answers Ctrl-C with sys.exit(1)
+            if any(trainer.interrupted for trainer in lightning.trainers):
+                raise KeyboardInterrupt from None
+            raise
         finally:
             for name, value in saved.items():
                 setattr(train_module, name, value)
+            if handler is not None:  # Lightning ignores SIGINT once interrupted
+                with contextlib.suppress(ValueError):
+                    signal.signal(signal.SIGINT, handler)
 
 
 def vet_model_files(args: argparse.Namespace, pm: Any) -> None:
@@ -257,6 +271,7 @@ class _PruningLightning:
 
     def __init__(self, pl: ModuleType, config: Any, pm: Any) -> None:
         self._pl, self._config, self._pm = pl, config, pm
+        self.trainers: list[Any] = []
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._pl, name)
@@ -276,7 +291,9 @@ class _PruningLightning:
             kwargs["callbacks"] = callbacks
             kwargs["reload_dataloaders_every_n_epochs"] = 1
             kwargs["use_distributed_sampler"] = False
-        return self._pl.Trainer(*args, **kwargs)
+        trainer = self._pl.Trainer(*args, **kwargs)
+        self.trainers.append(trainer)
+        return trainer
 
 
 def _config_without_molpeg(save_config: Any) -> Any:

@@ -5,11 +5,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import torch
 from lightning import pytorch as pl
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from molpeg_plugins.atomic import atomic_path
+from molpeg_plugins.atomic import torch_save
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -19,8 +18,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None
     ) -> None:
         """Write ``checkpoint`` to a temporary file next to ``path``, then rename it."""
-        with atomic_path(path) as tmp:
-            torch.save(checkpoint, tmp)
+        torch_save(path, checkpoint)
 
 
 class HistoryCallback(pl.Callback):
@@ -78,10 +76,16 @@ class HistoryCallback(pl.Callback):
         row.update({k: float(v) for k, v in scores.items() if k.startswith("score_")})
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Add the epoch's mean training loss."""
+        """Add the epoch's mean training loss (and its kept count, if no validation ran)."""
+        row = self._row(int(trainer.current_epoch))
         loss = trainer.callback_metrics.get("train_loss_epoch")
         if loss is not None:
-            self._row(int(trainer.current_epoch))["train_loss"] = float(loss)
+            row["train_loss"] = float(loss)
+        pruner = self.pruning.pruner
+        if "num_kept" not in row and pruner is not None and pruner.history:
+            scores = pruner.history[-1]
+            row["num_kept"] = float(scores.get("num_kept", math.nan))
+            row.update({k: float(v) for k, v in scores.items() if k.startswith("score_")})
 
     def state_dict(self) -> dict[str, Any]:
         """History and job fingerprint (saved in Lightning checkpoints)."""

@@ -110,7 +110,7 @@ class DeepChemBackend(Backend):
         from molpeg_deepchem.featurize import ecfp, labelled_dataset
         from molpeg_deepchem.pruning import MolPegDeepChem
         from molpeg_plugins.atomic import torch_save
-        from molpeg_plugins.checkpoints import safe_load
+        from molpeg_plugins.checkpoints import load_resume_state, safe_load
 
         pm = job.plugin_manager
         work = Path(job.work_dir)
@@ -145,11 +145,12 @@ class DeepChemBackend(Backend):
         fingerprint = _run_fingerprint(job)
         model._ensure_built()
         if job.resume and resume_path.is_file():
-            state = safe_load(resume_path, map_location=model.device, plugin_manager=pm)
+            state = load_resume_state(resume_path, map_location=model.device, plugin_manager=pm)
             if state.get("fingerprint") != fingerprint:
                 raise ConfigError(
                     f"{resume_path}: cannot resume: the data, split or training options differ "
-                    "from the interrupted run; rerun without --resume to start over"
+                    "from the interrupted run; rerun with --overwrite instead of --resume to start "
+                    "over"
                 )
             model.model.load_state_dict(state["model"])
             model._pytorch_optimizer.load_state_dict(state["optimizer"])
@@ -216,7 +217,7 @@ class DeepChemBackend(Backend):
             adv(1)
             test_metrics = self._metrics(model, job, test, targets[job.test_idx])
             adv(1)
-        model_path = work / MODEL_FILE
+        model_path = job.model_folder / MODEL_FILE
         torch_save(
             model_path,
             {
@@ -229,7 +230,8 @@ class DeepChemBackend(Backend):
                 "model_state_dict": best["state"],
             },
         )
-        resume_path.unlink(missing_ok=True)
+        if not job.keep_resume_state:
+            resume_path.unlink(missing_ok=True)
         return FitResult(
             metric_name=metric,
             best_epoch=int(best["epoch"]),

@@ -10,6 +10,7 @@ gets the same epoch bar.
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Iterator
 from enum import Enum
@@ -28,7 +29,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from molpeg_plugins.atomic import remove_stale_temporaries
+from molpeg_plugins import outputs
 from molpeg_plugins.backend import Advance, Backend, FitJob
 from molpeg_plugins.cli.app import app
 from molpeg_plugins.errors import ConfigError, MolPegError
@@ -252,10 +253,27 @@ def resolve_device(device: Device) -> str:
     return device.value
 
 
+MAX_SEED = 2**32 - 1  # what every framework's seeding accepts (Lightning's included)
+
+
+def check_numbers(learning_rate: float | None, seed: int) -> None:
+    """Refuse a learning rate that is not a positive number and a seed out of range."""
+    if learning_rate is not None and not (math.isfinite(learning_rate) and learning_rate > 0):
+        raise ConfigError(f"--learning-rate {learning_rate}: must be a positive number, e.g. 1e-3")
+    if not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"--seed {seed}: must be a whole number from 0 to {MAX_SEED}")
+
+
 def check_pretrained(path: Path | None, trust: bool, pm: Any) -> None:
     """Refuse a missing checkpoint, or one that needs globals outside the allow-list."""
     if path is None:
         return
+    if path.is_dir():
+        found = sorted(p.name for p in path.iterdir() if p.suffix in (".pt", ".ckpt"))
+        hint = f", e.g. {path / found[0]}" if found else ""
+        raise ConfigError(
+            f"--pretrained {path}: is a folder; give the checkpoint file inside it{hint}"
+        )
     if not path.is_file():
         raise ConfigError(f"--pretrained {path}: no such file; check the path to the checkpoint")
     if not trust:
@@ -331,6 +349,10 @@ def prune(
     resume: bool = typer.Option(
         False, help="Continue an interrupted run from the state saved in OUTPUT."
     ),
+    overwrite: bool = typer.Option(
+        False,
+        help="Replace the results of an earlier run in OUTPUT (other files are kept).",
+    ),
     fmt: Format = typer.Option(Format.csv, "--format", help="Format of the per-row scores."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
 ) -> None:
@@ -365,6 +387,7 @@ def prune(
                 reference_every=reference_every,
                 warmup_epochs=warmup_epochs,
                 resume=resume,
+                overwrite=overwrite,
                 fmt=fmt.value,
             )
     except MolPegError as exc:
@@ -375,11 +398,14 @@ def prune(
     except OSError as exc:  # unreadable input, unwritable output folder, full disk
         err = Console(stderr=True)
         err.print("Error:", style="bold red", end=" ")
-        err.print(f"{exc}; check the path and its permissions", markup=False, highlight=False)
+        err.print(outputs.describe_os_error(exc), markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
+        plus = "with --resume instead of --overwrite" if overwrite else "plus --resume"
         Console(stderr=True).print(
-            f"Interrupted; continue with the same command plus --resume (state in {output})."
+            f"Interrupted; continue with the same command {plus} (state in {output}).",
+            markup=False,
+            highlight=False,
         )
         raise typer.Exit(130) from None
     if not quiet:
@@ -423,9 +449,16 @@ def run_prune(display: Display, *, data: Path | None, output: Path, **opts: Any)
 
         if importlib.util.find_spec("pyarrow") is None:
             raise ConfigError("--format parquet needs pyarrow: pip install 'molpeg[parquet]'")
+    check_numbers(opts["learning_rate"], opts["seed"])
     check_pretrained(opts["pretrained"], opts["trust_checkpoint"], pm)
-    if output.exists() and not output.is_dir():
-        raise ConfigError(f"--output {output}: is a file; give a folder")
+    if outputs.recover(output):  # a kill interrupted the move of the last results
+        display.log(f"Completed the result set of the previous run in {output}")
+    outputs.check_output_folder(
+        output,
+        overwrite=opts["overwrite"],
+        resume=opts["resume"],
+        inputs={"DATA": data, "--pretrained": opts["pretrained"]},
+    )
 
     # -- data
     bundled = data is None
@@ -468,9 +501,9 @@ def run_prune(display: Display, *, data: Path | None, output: Path, **opts: Any)
 
     # -- training
     pm.register(EpochProgress(display, opts["epochs"], len(train)), name="molpeg-cli-progress")
-    output.mkdir(parents=True, exist_ok=True)
-    for stale in remove_stale_temporaries(output):
-        display.log(f"Removed {stale.name}, left by an interrupted run")
+    if opts["resume"] and not outputs.inspect_folder(output).resume_state:
+        display.log(f"No resume state in {output}: starting at epoch 1")
+    staging = outputs.prepare(output, overwrite=opts["overwrite"], log=display.log)
     job = FitJob.from_table(
         table,
         (train, val, test),
@@ -487,6 +520,8 @@ def run_prune(display: Display, *, data: Path | None, output: Path, **opts: Any)
         quiet=True,
         trust_checkpoint=opts["trust_checkpoint"],
         progress=display.task,
+        model_dir=staging,
+        keep_resume_state=True,
     )
     from rdkit import rdBase
 
@@ -495,6 +530,7 @@ def run_prune(display: Display, *, data: Path | None, output: Path, **opts: Any)
         result = backend.fit(job)
     finally:
         del quiet_rdkit
+    result.model_path = outputs.stage_file(result.model_path, output, staging)
 
     # -- outputs
     parameters = {
@@ -523,7 +559,7 @@ def run_prune(display: Display, *, data: Path | None, output: Path, **opts: Any)
     }
     with display.task("Writing outputs", total=None):
         report = write_report(
-            output,
+            staging,
             table,
             layout,
             result,
@@ -531,6 +567,8 @@ def run_prune(display: Display, *, data: Path | None, output: Path, **opts: Any)
             wall_time_s=time.perf_counter() - started,
             fmt=opts["fmt"],
         )
+        outputs.commit(staging, output)
+        outputs.remove_resume_state(output)
     return summary_table(report, output)
 
 
