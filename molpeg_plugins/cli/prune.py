@@ -380,6 +380,7 @@ def run_prune(display: Display, *, data: Path | None, output: Path, **opts: Any)
     )
     from molpeg_plugins.plugins import make_plugin_manager
     from molpeg_plugins.report import RunLayout, write_report
+    from molpeg_plugins.sanity import check_schedule, fit_checked
 
     started = time.perf_counter()
     pm = make_plugin_manager()
@@ -396,6 +397,9 @@ def run_prune(display: Display, *, data: Path | None, output: Path, **opts: Any)
         ema_momentum=opts["ema_momentum"],
         warmup_epochs=warmup,
         seed=opts["seed"],
+    )
+    schedule_notes = check_schedule(
+        opts["epochs"], config, explicit_warmup=opts["warmup_epochs"] is not None
     )
     sizes = parse_split_sizes(opts["split_sizes"])
     device = resolve_device(opts["device"])
@@ -436,6 +440,8 @@ def run_prune(display: Display, *, data: Path | None, output: Path, **opts: Any)
             display.log(f"  {line}")
         if len(skips) > SKIPS_SHOWN:
             display.log(f"  … {len(skips) - SKIPS_SHOWN} more (invalid_reason in scores)")
+    for note in table.notes + schedule_notes:
+        display.log(f"Warning: {note}", style="yellow")
     valid = table.valid_rows
     train, val, test = split_positions(
         [table.scaffolds[i] for i in valid], opts["split"], sizes, opts["seed"]
@@ -473,7 +479,7 @@ def run_prune(display: Display, *, data: Path | None, output: Path, **opts: Any)
 
     quiet_rdkit = rdBase.BlockLogs()  # invalid molecules were reported above, by row
     try:
-        result = backend.fit(job)
+        result = fit_checked(backend, job)
     finally:
         del quiet_rdkit
 
