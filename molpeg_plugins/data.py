@@ -173,7 +173,7 @@ def read_records(path: Path) -> CsvRecords:
             line_no += _line_count(chunk)
     except csv.Error as exc:
         raise DataError(f"{path} line {line_no}: malformed CSV ({exc})") from None
-    if records and _unterminated(records[-1][0]):
+    if records and ends_in_open_quote(records[-1][0]):
         first = records[-1][1]
         raise DataError(
             f"{path} line {first}: a quoted field opened on line {first} is never closed (it "
@@ -209,7 +209,7 @@ def read_records(path: Path) -> CsvRecords:
         lines=[r[1] for r in data],
         frame=frame,
         columns=next(csv.reader([header.rstrip("\r\n")])) if header.strip() else [],
-        problems=[_merged_rows(text, line, width) for text, line, _ in data],
+        problems=[quote_merge_problem(text, line, width) for text, line, _ in data],
     )
 
 
@@ -218,7 +218,7 @@ def _line_count(chunk: str) -> int:
     return sum(1 for _ in io.StringIO(chunk, newline=""))
 
 
-def _unterminated(chunk: str) -> bool:
+def ends_in_open_quote(chunk: str) -> bool:
     """Whether the record ``chunk`` ends inside a quoted field (the file ends before the quote
     closes), which pandas refuses."""
     try:
@@ -229,7 +229,7 @@ def _unterminated(chunk: str) -> bool:
     return False
 
 
-def _merged_rows(chunk: str, line: int, width: int) -> str:
+def quote_merge_problem(chunk: str, line: int, width: int) -> str:
     """Why a record that spans several lines is probably several rows joined by a stray quote.
 
     A quoted field may legitimately hold a line break (a note in two lines). But when two or

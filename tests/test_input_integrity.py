@@ -178,7 +178,16 @@ def test_diverged_training_stops_with_one_line_error(tmp_path: Path, rows, extra
 # --------------------------------------------------------------------------- chemprop train
 
 
-CHEMPROP_ARGS = ["-s", "smiles", "--target-columns", "p_np", "--epochs", "1", "--warmup-epochs", "0"]
+CHEMPROP_ARGS = [
+    "-s",
+    "smiles",
+    "--target-columns",
+    "p_np",
+    "--epochs",
+    "1",
+    "--warmup-epochs",
+    "0",
+]
 SMALL = ["--message-hidden-dim", "16", "--ffn-hidden-dim", "16", "--depth", "2"]
 
 
@@ -288,3 +297,31 @@ def test_chemprop_filter_keeps_valid_rows_verbatim_even_when_multiline(tmp_path:
     after = pd.read_csv(clean, dtype=str, keep_default_na=False)
     assert after.equals(before.drop(index=[1]).reset_index(drop=True))
     assert after.loc[2, "name"] == "a\nb"
+
+
+# --------------------------------------------------------------------------- prune-source
+
+
+def test_prune_source_refuses_stray_quotes_and_misread_smiles(tmp_path: Path):
+    target = write(tmp_path, esol(), "target.csv")
+    rows = list(BBBP[:30])
+    rows[11] = with_cell(rows[11], 1, '"' + rows[11].split(",")[1])
+    rows[15] = with_cell(rows[15], 1, rows[15].split(",")[1] + '"')
+    args = ["prune-source", "--target", str(target), "--keep", "0.5", "--groups", "3"]
+    merged = write(tmp_path, bbbp(rows), "merged.csv")
+    result = runner.invoke(app, [*args, str(merged), "-o", str(tmp_path / "o1")])
+    assert result.exit_code == 1, result.output
+    assert "line 13: lines 13-17 were read as one record" in result.output
+
+    rows = list(BBBP[:30])
+    rows[4], rows[5] = smiles_row(4, "CC O"), smiles_row(5, "ＣＣO")
+    misread = write(tmp_path, bbbp(rows), "misread.csv")
+    out = tmp_path / "o2"
+    result = runner.invoke(app, [*args, str(misread), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    skipped = pd.read_csv(out / "skipped.csv")
+    assert skipped["row"].tolist() == [4, 5]
+    assert "contains whitespace" in skipped["reason"][0]
+    assert "non-ASCII" in skipped["reason"][1]
+    kept = (out / "kept.csv").read_text()
+    assert "CC O" not in kept and "ＣＣO" not in kept
