@@ -10,12 +10,17 @@ that into one error naming the epoch, on every backend.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from molpeg_plugins.backend import Backend, FitJob, FitResult, TrainingDiverged
 from molpeg_plugins.config import PruneConfig
 from molpeg_plugins.errors import ConfigError
 from molpeg_plugins.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from molpeg_plugins.data import MoleculeTable
 
 ADVICE = "lower --learning-rate, or check the labels for extreme values"
 _LOSS_LIKE = ("rmse", "mae", "mse", "loss")
@@ -117,4 +122,30 @@ def check_schedule(epochs: int, config: PruneConfig, *, explicit_warmup: bool) -
         f"the warm-up ({config.warmup_epochs} epochs) covers all {epochs} epochs, so no epoch "
         "trains on a pruned set; pruned.csv is the selection from the last epoch's scores "
         "(pass more --epochs to prune)"
+    ]
+
+
+def split_notes(table: MoleculeTable, val_rows: np.ndarray) -> list[str]:
+    """Warnings about a validation split that cannot choose the best epoch.
+
+    Model selection uses the validation ROC-AUC for classification; when every validation
+    label of every task is one class the ROC-AUC is undefined in every epoch and the first
+    epoch's model is reported.
+
+    Args:
+        table: the molecules of the run.
+        val_rows: row numbers (into ``table``) of the validation molecules.
+    """
+    if table.task != "classification" or not len(val_rows):
+        return []
+    labels = table.targets[np.asarray(val_rows, dtype=np.int64)]
+    both = [np.unique(col[np.isfinite(col)]).size == 2 for col in labels.T]
+    if any(both):
+        return []
+    return [
+        f"the validation split ({len(val_rows)} molecule{'s' * (len(val_rows) != 1)}) has a "
+        "single class in "
+        f"{', '.join(map(repr, table.target_columns))}: its ROC-AUC is undefined, so the "
+        "reported model is the first epoch's; use more molecules or larger --split-sizes "
+        "for validation"
     ]

@@ -33,7 +33,18 @@ DATA = Path(__file__).parent / "data"
 BBBP_TARGET = "p_np"
 ESOL_TARGET = "measured log solubility in mols per litre"
 MISSING = {"", "nan", "NaN", "NA", "N/A", "n/a", "null", "NULL", "None"}
-BASE_ARGS = ["--backend", "torch", "--epochs", "2", "--warmup-epochs", "1", "--batch-size", "16"]
+BASE_ARGS = [
+    "--backend",
+    "torch",
+    "--epochs",
+    "2",
+    "--warmup-epochs",
+    "1",
+    "--batch-size",
+    "16",
+    "--split-sizes",
+    "0.7,0.2,0.1",
+]
 
 
 # --------------------------------------------------------------------------- building cases
@@ -363,6 +374,13 @@ def cases() -> list[Case]:
             "classification",
         ),
         b("one-class", "every label is 1", bbbp([label_row(i, "1") for i in range(30)])),
+        b(
+            "validation-one-class",
+            "only two 0 labels, none in the validation split",
+            bbbp([label_row(i, "0" if i in (0, 1) else "1") for i in range(30)]),
+            "--split-sizes",
+            "0.8,0.1,0.1",
+        ),
         _esol_case("esol-baseline", "30 real ESOL rows (regression)", esol()),
         _esol_case(
             "esol-label-1e300",

@@ -130,6 +130,15 @@ def test_all_one_class_target_is_an_error(tmp_path: Path):
     )
 
 
+def test_single_class_validation_split_is_warned(tmp_path: Path):
+    rows = [label_row(i, "0" if i in (0, 1) else "1") for i in range(30)]  # seed 0: val = 9, 22, 27
+    result = prune(write(tmp_path, bbbp(rows)), tmp_path / "out", "--target-columns", "p_np")
+    assert result.exit_code == 0, result.output
+    assert "Warning: the validation split (3 molecules) has a single class in 'p_np'" in (
+        result.output
+    )
+
+
 def test_target_listed_twice_is_a_usage_error(tmp_path: Path):
     result = prune(write(tmp_path, bbbp()), tmp_path / "out", "--target-columns", "p_np,p_np")
     assert result.exit_code == 2, result.output

@@ -380,7 +380,7 @@ def run_prune(display: Display, *, data: Path | None, output: Path, **opts: Any)
     )
     from molpeg_plugins.plugins import make_plugin_manager
     from molpeg_plugins.report import RunLayout, write_report
-    from molpeg_plugins.sanity import check_schedule, fit_checked
+    from molpeg_plugins.sanity import check_schedule, fit_checked, split_notes
 
     started = time.perf_counter()
     pm = make_plugin_manager()
@@ -440,12 +440,12 @@ def run_prune(display: Display, *, data: Path | None, output: Path, **opts: Any)
             display.log(f"  {line}")
         if len(skips) > SKIPS_SHOWN:
             display.log(f"  … {len(skips) - SKIPS_SHOWN} more (invalid_reason in scores)")
-    for note in table.notes + schedule_notes:
-        display.log(f"Warning: {note}", style="yellow")
     valid = table.valid_rows
     train, val, test = split_positions(
         [table.scaffolds[i] for i in valid], opts["split"], sizes, opts["seed"]
     )
+    for note in table.notes + schedule_notes + split_notes(table, valid[val]):
+        display.log(f"Warning: {note}", style="yellow")
     layout = RunLayout(valid, train, val, test)
     display.log(
         f"{len(valid)} molecules, task {table.task} on {', '.join(table.target_columns)}; "
