@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import numpy as np
 
 from molpeg_plugins.config import PruneConfig
+from molpeg_plugins.errors import MolPegError
 
 if TYPE_CHECKING:
     from molpeg_plugins.data import MoleculeTable
@@ -161,6 +162,10 @@ class FitResult:
     versions: dict[str, str] = field(default_factory=dict)
 
 
+class TrainingDiverged(MolPegError):
+    """The model's predictions or training loss became ``nan``/``inf`` (exit code 1)."""
+
+
 def improves(value: float, best: float, higher_is_better: bool) -> bool:
     """Whether validation ``value`` beats ``best`` (model selection across epochs).
 
@@ -183,6 +188,9 @@ def evaluate(task: str, predictions: np.ndarray, targets: np.ndarray) -> dict[st
     Classification: ``roc_auc`` and ``prc_auc`` (mean over the tasks that have both classes;
     ``nan`` if none has) and ``accuracy`` at 0.5 over all labels. Regression: ``rmse``, ``mae``
     and ``r2`` over all labels. No labels at all: ``{}``.
+
+    Raises:
+        TrainingDiverged: a prediction for a labelled molecule is ``nan`` or infinite.
     """
     from sklearn import metrics
 
@@ -191,6 +199,9 @@ def evaluate(task: str, predictions: np.ndarray, targets: np.ndarray) -> dict[st
     mask = np.isfinite(targets)
     if not mask.any():
         return {}
+    if not np.isfinite(predictions[mask]).all():
+        bad = int((~np.isfinite(predictions[mask])).sum())
+        raise TrainingDiverged(f"{bad} of {int(mask.sum())} predictions are not finite")
     if task == "classification":
         aucs, prcs = [], []
         for t in range(targets.shape[1]):

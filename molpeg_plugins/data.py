@@ -42,12 +42,18 @@ class CsvRecords:
         records: each data record's original text, line ending included.
         lines: 1-based line number where each data record starts.
         frame: every column as text (pandas, ``dtype=str``, nothing converted to NaN).
+        columns: the header's field names as written (pandas renames a repeated name ``y`` to
+            ``y.1`` in ``frame``).
+        problems: per data record, why it cannot be used as one row (``""`` = fine), e.g. a
+            stray quote that made several lines one record.
     """
 
     header: str
     records: list[str]
     lines: list[int]
     frame: pd.DataFrame
+    columns: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -65,6 +71,7 @@ class MoleculeTable:
         canonical: canonical SMILES of valid rows (``""`` for invalid ones).
         scaffolds: Bemis–Murcko scaffold SMILES of valid rows (``""`` = acyclic or invalid).
         duplicate_of: per row, the first earlier row with the same canonical SMILES (``-1`` = none).
+        notes: warnings about the file that do not stop the run (shown before training).
     """
 
     path: Path
@@ -120,11 +127,18 @@ def read_text(path: Path) -> str:
         except (OSError, EOFError) as exc:
             raise DataError(f"{path}: broken gzip file ({exc}); re-compress it") from None
     try:
-        return raw.decode("utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DataError(
             f"{path}: not UTF-8 text (byte {exc.start}); save the CSV as UTF-8"
         ) from None
+    if "\x00" in text:  # UTF-16 without a byte-order mark, or binary data
+        line = text[: text.index("\x00")].count("\n") + 1
+        raise DataError(
+            f"{path} line {line}: contains a NUL byte, so it is UTF-16 or binary rather than "
+            "text; save the CSV as UTF-8"
+        )
+    return text
 
 
 def read_records(path: Path) -> CsvRecords:
@@ -156,9 +170,16 @@ def read_records(path: Path) -> CsvRecords:
             consumed.clear()
             if fields:
                 records.append((chunk, line_no, len(fields)))
-            line_no += chunk.count("\n") if "\n" in chunk else chunk.count("\r")
+            line_no += _line_count(chunk)
     except csv.Error as exc:
         raise DataError(f"{path} line {line_no}: malformed CSV ({exc})") from None
+    if records and ends_in_open_quote(records[-1][0]):
+        first = records[-1][1]
+        raise DataError(
+            f"{path} line {first}: a quoted field opened on line {first} is never closed (it "
+            f"runs to the end of the file, line {line_no - 1}); remove the stray '\"' or close "
+            "the quote"
+        )
     header, _, width = records[0]
     data = records[1:]
     if not data:
@@ -169,14 +190,17 @@ def read_records(path: Path) -> CsvRecords:
                 f"{path} line {line} (row {row}): {n_fields} fields but the header has "
                 f"{width} columns; quote values that contain commas, or name the extra column"
             )
-    frame = pd.read_csv(
-        io.StringIO(body),
-        dtype=str,
-        keep_default_na=False,
-        na_filter=False,
-        skip_blank_lines=True,
-        index_col=False,
-    )
+    try:
+        frame = pd.read_csv(
+            io.StringIO(body),
+            dtype=str,
+            keep_default_na=False,
+            na_filter=False,
+            skip_blank_lines=True,
+            index_col=False,
+        )
+    except pd.errors.ParserError as exc:  # pragma: no cover - the csv pass accepted the file
+        raise DataError(f"{path}: malformed CSV ({exc}); check the quoting") from None
     if len(frame) != len(data):  # pragma: no cover - pandas and csv disagree
         raise DataError(f"{path}: pandas read {len(frame)} rows, the file has {len(data)}")
     return CsvRecords(
@@ -184,6 +208,49 @@ def read_records(path: Path) -> CsvRecords:
         records=[r[0] for r in data],
         lines=[r[1] for r in data],
         frame=frame,
+        columns=next(csv.reader([header.rstrip("\r\n")])) if header.strip() else [],
+        problems=[quote_merge_problem(text, line, width) for text, line, _ in data],
+    )
+
+
+def _line_count(chunk: str) -> int:
+    """Physical lines in ``chunk`` (``\\n``, ``\\r\\n`` or a lone ``\\r`` each end one)."""
+    return sum(1 for _ in io.StringIO(chunk, newline=""))
+
+
+def ends_in_open_quote(chunk: str) -> bool:
+    """Whether the record ``chunk`` ends inside a quoted field (the file ends before the quote
+    closes), which pandas refuses."""
+    try:
+        for _ in csv.reader(io.StringIO(chunk, newline=""), strict=True):
+            pass
+    except csv.Error as exc:
+        return "end of data" in str(exc)
+    return False
+
+
+def quote_merge_problem(chunk: str, line: int, width: int) -> str:
+    """Why a record that spans several lines is probably several rows joined by a stray quote.
+
+    A quoted field may legitimately hold a line break (a note in two lines). But when two or
+    more of the record's lines each have as many comma-separated parts as the header has
+    columns, they are rows that a quote character left open swallowed. Returns the skip
+    reason, or ``""`` for a single-line or plausible multi-line record.
+    """
+    lines = list(io.StringIO(chunk, newline=""))
+    if len(lines) < 2:
+        return ""
+    full = sum(
+        len(next(csv.reader([text.rstrip("\r\n")], quoting=csv.QUOTE_NONE), [])) >= width
+        for text in lines
+    )
+    if full < 2:
+        return ""
+    last = line + len(lines) - 1
+    return (
+        f"lines {line}-{last} were read as one record because a quote ('\"') on line {line} "
+        f"closes only on line {last}; fix the quoting and rerun (these {len(lines)} lines "
+        "were skipped)"
     )
 
 
@@ -298,7 +365,98 @@ def parse_labels(
     return targets, reasons, task
 
 
+def header_notes(path: Path, records: CsvRecords, used: Sequence[str]) -> list[str]:
+    """Warnings about repeated header names; an error when a repeated name is one in use.
+
+    pandas renames the second ``y`` of a header to ``y.1``, so ``--target-columns y`` would
+    silently mean the first of two columns.
+
+    Raises:
+        DataError: the SMILES column or a label column has a name that the header repeats.
+    """
+    names = records.columns
+    repeated = sorted({c for c in names if names.count(c) > 1})
+    ambiguous = [c for c in repeated if c in used]
+    if ambiguous:
+        where = ", ".join(str(i + 1) for i, c in enumerate(names) if c == ambiguous[0])
+        raise DataError(
+            f"{path}: the header names column {ambiguous[0]!r} more than once (columns "
+            f"{where}); rename the copies so that each column has its own name"
+        )
+    return [
+        f"the header repeats column name {c!r}; the copies are read as "
+        f"{', '.join(repr(f'{c}.{k}') for k in range(1, names.count(c)))}"
+        for c in repeated
+    ]
+
+
+def label_notes(
+    path: Path, targets: np.ndarray, columns: Sequence[str], task: str, inferred: bool
+) -> list[str]:
+    """Warnings about labels that make a run quietly mean something else.
+
+    * ``task`` was inferred as regression from whole-number labels with few distinct values
+      (``-1``/``2``): probably classes, not measurements.
+    * a classification column whose labels are all one class: its ROC-AUC is undefined.
+
+    Raises:
+        DataError: every classification column has a single class (nothing can be ranked,
+            the best epoch could not be chosen).
+    """
+    notes: list[str] = []
+    if task == "regression" and inferred:
+        for j, col in enumerate(columns):
+            values = np.unique(targets[np.isfinite(targets[:, j]), j])
+            if 2 <= values.size <= 10 and bool(np.all(values == np.round(values))):
+                shown = ", ".join(f"{v:g}" for v in values)
+                notes.append(
+                    f"column {col!r}: labels are not 0/1 ({shown}), treating as regression; "
+                    "pass --task regression to confirm, or --task classification with 0/1 labels"
+                )
+    if task == "classification":
+        single = []
+        for j, col in enumerate(columns):
+            values = np.unique(targets[np.isfinite(targets[:, j]), j])
+            if values.size == 1:
+                single.append((col, values[0]))
+        if single and len(single) == len(columns):
+            col, value = single[0]
+            raise DataError(
+                f"{path}: every label in column {col!r} is {value:g}; classification needs "
+                "both classes (0 and 1) to train and to compute ROC-AUC; choose another "
+                "--target-columns"
+            )
+        notes += [
+            f"column {col!r}: every label is {value:g}; its ROC-AUC cannot be computed and "
+            "it does not count in the validation metric"
+            for col, value in single
+        ]
+    return notes
+
+
 # --------------------------------------------------------------------------- molecules
+
+
+def smiles_text_problem(smiles: str) -> str:
+    """Why ``smiles`` (already stripped of surrounding whitespace) would be misread, or ``""``.
+
+    RDKit stops reading at the first space or tab (``CC O`` is read as ethane, ``O`` taken as
+    the molecule's name) and ignores characters it does not know (full-width ``ＣＣO`` is read
+    as water), so a SMILES with inner whitespace or a non-ASCII character is refused instead of
+    being trained on as another molecule. Used by every molpeg entry point that reads SMILES.
+    """
+    for pos, char in enumerate(smiles):
+        if char.isspace():
+            return (
+                f"SMILES {smiles!r} contains whitespace ({char!r} at position {pos}); "
+                "RDKit would read only the part before it"
+            )
+        if not char.isascii():
+            return (
+                f"SMILES {smiles!r} contains the non-ASCII character {char!r} "
+                f"(U+{ord(char):04X} at position {pos}); write SMILES in plain ASCII"
+            )
+    return ""
 
 
 def parse_smiles(smiles: str) -> tuple[object | None, str]:
@@ -308,6 +466,9 @@ def parse_smiles(smiles: str) -> tuple[object | None, str]:
     text = smiles.strip()
     if not text:
         return None, "empty SMILES"
+    problem = smiles_text_problem(text)
+    if problem:
+        return None, problem
     mol = Chem.MolFromSmiles(text, sanitize=False)
     if mol is None:
         return None, f"unparsable SMILES '{text}'"
@@ -358,6 +519,12 @@ def load_molecules(
     path = Path(path)
     records = read_records(path)
     columns = list(records.frame.columns)
+    repeated = sorted({c for c in target_columns or () if list(target_columns).count(c) > 1})
+    if repeated:
+        raise ConfigError(
+            f"--target-columns names {', '.join(map(repr, repeated))} more than once; "
+            "list each label column once"
+        )
     smiles_column = check_column(path, smiles_column, columns, "--smiles-column")
     if target_columns:
         targets_cols = [check_column(path, c, columns, "--target-columns") for c in target_columns]
@@ -365,13 +532,20 @@ def load_molecules(
         targets_cols = infer_target_columns(path, records.frame, smiles_column)
     if smiles_column in targets_cols:
         raise ConfigError(f"{smiles_column!r} is the SMILES column; it cannot be a target")
+    notes = header_notes(path, records, [smiles_column, *targets_cols])
+    inferred = task is None
     targets, reasons, task = parse_labels(path, records, targets_cols, task)
+    notes += label_notes(path, targets, targets_cols, task, inferred)
+    for i, problem in enumerate(records.problems):
+        reasons[i] = problem or reasons[i]
 
     quiet_rdkit = rdBase.BlockLogs()  # reasons are collected per row instead
     n = len(records.frame)
     canonical, scaffolds = [""] * n, [""] * n
     try:
         for i, smi in enumerate(records.frame[smiles_column].tolist()):
+            if records.problems[i]:
+                continue
             mol, why = parse_smiles(smi)
             if mol is None:
                 reasons[i] = why
@@ -410,6 +584,7 @@ def load_molecules(
         canonical=canonical,
         scaffolds=scaffolds,
         duplicate_of=duplicate_of,
+        notes=notes,
     )
 
 

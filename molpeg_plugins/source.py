@@ -32,6 +32,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from molpeg_plugins.data import ends_in_open_quote, quote_merge_problem, smiles_text_problem
 from molpeg_plugins.errors import ConfigError, MolPegError
 
 GroupFeatures = Literal["morgan", "scaffold", "embedding"]
@@ -167,6 +168,13 @@ def read_records(
         if not fields or (len(fields) == 1 and not fields[0].strip()):
             start = end
             continue
+        if end - start > 1:  # a quoted field spans lines: a note, or a stray quote?
+            chunk = b"".join(lines[start:end]).decode("utf-8", errors="replace")
+            problem = quote_merge_problem(chunk, start + 1, n_fields)
+            if ends_in_open_quote(chunk):
+                problem = f"a quote ('\"') opened on line {start + 1} is never closed"
+            if problem:
+                raise MolPegError(f"{path}, line {start + 1}: {problem}")
         if len(fields) != n_fields:
             raise MolPegError(
                 f"{path}, line {start + 1}: {len(fields)} fields where the header has "
@@ -186,6 +194,13 @@ def read_records(
 # --------------------------------------------------------------------------------------------
 
 
+def usable_smiles(smiles: str) -> bool:
+    """Whether ``smiles`` is non-empty and would not be misread by RDKit (no inner whitespace,
+    only ASCII; see :func:`molpeg_plugins.data.smiles_text_problem`)."""
+    text = smiles.strip()
+    return bool(text) and not smiles_text_problem(text)
+
+
 def _morgan_chunk(args: tuple[list[str], int, int, bool]) -> tuple[np.ndarray, np.ndarray]:
     """Packed Morgan bits of a chunk of SMILES and a validity mask (runs in workers too)."""
     from rdkit import Chem, RDLogger
@@ -198,7 +213,7 @@ def _morgan_chunk(args: tuple[list[str], int, int, bool]) -> tuple[np.ndarray, n
     out = np.zeros((len(smiles), n_bits // 8), dtype=np.uint8)
     ok = np.zeros(len(smiles), dtype=bool)
     for i, smi in enumerate(smiles):
-        mol = Chem.MolFromSmiles(smi) if smi else None
+        mol = Chem.MolFromSmiles(smi) if usable_smiles(smi) else None
         if mol is None:
             continue
         if scaffold:
@@ -358,7 +373,7 @@ def chemprop_outputs(
     from rdkit import Chem, RDLogger
 
     RDLogger.DisableLog("rdApp.*")
-    ok = np.array([bool(s) and Chem.MolFromSmiles(s) is not None for s in smiles], dtype=bool)
+    ok = np.array([usable_smiles(s) and Chem.MolFromSmiles(s) is not None for s in smiles])
     out: np.ndarray | None = None
     n = len(smiles)
     with torch.inference_mode():

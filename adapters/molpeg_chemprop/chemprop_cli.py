@@ -327,10 +327,78 @@ def _skipping_invalid(train_module: ModuleType, args: argparse.Namespace, tmp: P
                 for k in ("p_descriptors", "p_atom_feats", "p_bond_feats", "p_atom_descs")
             ]
             + [getattr(args, "splits_file", None)],
+            target_cols=kwargs.get("target_cols"),
+            other_cols=[
+                *(kwargs.get("rxn_cols") or []),
+                *(kwargs.get("ignore_cols") or []),
+                *(kwargs.get("descriptor_cols") or []),
+                *(c for c in (kwargs.get("splits_col"), kwargs.get("weight_col")) if c),
+            ],
+            task_type=str(getattr(args, "task_type", "regression")),
+            bounded=bool(kwargs.get("bounded", False)),
         )
         return original(clean, **kwargs)
 
     return build
+
+
+BINARY_TASKS = ("classification", "classification-dirichlet")
+"""Chemprop task types whose labels must be 0/1 (or missing)."""
+
+
+def _record_lines(path: Path) -> list[tuple[int, int]]:
+    """``(first line, number of fields)`` of every non-blank CSV record of ``path``."""
+    import csv
+    import io
+
+    from molpeg_plugins.data import read_text
+
+    reader = csv.reader(io.StringIO(read_text(path).removeprefix("\ufeff"), newline=""))
+    out, line = [], 1
+    for fields in reader:
+        if fields:
+            out.append((line, len(fields)))
+        line = reader.line_num + 1
+    return out
+
+
+def _smiles_problem(smi: str, column: str, make: Any) -> str:
+    """Why the SMILES cell ``smi`` cannot be trained on (``""`` if it can)."""
+    from molpeg_plugins.data import smiles_text_problem
+
+    text = smi.strip()
+    if not text:
+        return f"empty SMILES in column {column!r}"
+    problem = smiles_text_problem(text)
+    if problem:
+        return f"{problem} in column {column!r}"
+    try:
+        mol = make(smi)
+    except Exception:  # RDKit and Chemprop raise several exception types
+        mol = None
+    if mol is None or mol.GetNumAtoms() == 0:
+        return f"invalid SMILES {smi!r} in column {column!r}"
+    return ""
+
+
+def _label_problem(value: str, column: str, task_type: str, bounded: bool) -> tuple[str, bool]:
+    """``(reason, fatal)`` for one label cell: ``""`` if usable (numbers and missing values)."""
+    import math
+
+    from molpeg_plugins.data import MISSING_TOKENS
+
+    text = value.strip()
+    if text in MISSING_TOKENS:
+        return "", False
+    try:
+        number = float(text.strip("<>") if bounded else text)
+    except ValueError:
+        return f"non-numeric label {value!r} in column {column!r}", False
+    if not math.isfinite(number):
+        return f"non-finite label {value!r} in column {column!r}", False
+    if task_type in BINARY_TASKS and number not in (0.0, 1.0):
+        return f"label {value!r} in column {column!r} is not 0/1", True
+    return "", False
 
 
 def filter_invalid_smiles(
@@ -344,18 +412,26 @@ def filter_invalid_smiles(
     reorder_atoms: bool = False,
     out_dir: Path,
     row_aligned_files: Sequence[Any] = (),
+    target_cols: Sequence[str] | None = None,
+    other_cols: Sequence[str] = (),
+    task_type: str = "regression",
+    bounded: bool = False,
 ) -> Path:
-    """Return ``path`` or, if some SMILES do not parse, a copy without those rows.
+    """Return ``path`` or, if some rows cannot be trained on, a copy without those rows.
 
-    Molecules are built exactly as Chemprop builds them (``chemprop.utils.make_mol`` with
-    the run's hydrogen/stereo options). Each skipped row is reported on stderr as
-    ``FILE: row R (line L): invalid SMILES 'S' in column C, skipped``; rows are numbered from
-    0 after the header (molpeg's convention, as in ``molpeg prune``), ``L`` is the 1-based line
-    of the file. Every valid row is kept verbatim.
+    A row is skipped when it has fewer fields than the header, when a SMILES is empty, has
+    inner whitespace or a non-ASCII character
+    (:func:`~molpeg_plugins.data.smiles_text_problem`) or does not give a molecule with atoms
+    as Chemprop builds it (``chemprop.utils.make_mol`` with the run's hydrogen/stereo
+    options), or when a label is not a number or not finite (missing labels are fine). Each
+    skipped row is reported on stderr as ``FILE: row R (line L): REASON, skipped``; rows are
+    numbered from 0 after the header (molpeg's convention, as in ``molpeg prune``), ``L`` is
+    the 1-based line of the file. Every valid row is kept verbatim.
 
     Raises:
-        MolPegError: rows would be skipped, but another file (descriptors, atom features,
-            splits) is aligned to the rows of ``path``.
+        MolPegError: a classification label other than 0/1 (the run would silently train
+            on it); no row is usable; or rows would be skipped, but another file
+            (descriptors, atom features, splits) is aligned to the rows of ``path``.
     """
     import pandas as pd
     from chemprop.utils import make_mol
@@ -363,39 +439,73 @@ def filter_invalid_smiles(
 
     frame = pd.read_csv(path, header=None if no_header_row else 0, dtype=str, keep_default_na=False)
     columns = list(smiles_cols) if smiles_cols else [frame.columns[0]]
-    bad: list[tuple[int, str, str]] = []
+    if target_cols is None:
+        skip = {*map(str, columns), *map(str, other_cols)}
+        target_cols = [c for c in frame.columns if str(c) not in skip]
+    targets = [c for c in target_cols if c in frame.columns]
+    records = _record_lines(path)
+    width = records[0][1] if records and not no_header_row else 0
+    data_records = records if no_header_row else records[1:]
+    if len(data_records) != len(frame):  # pragma: no cover - csv and pandas disagree
+        offset = 1 if no_header_row else 2
+        data_records = [(row + offset, width) for row in range(len(frame))]
+    bad: list[tuple[int, str]] = []
+    fatal: tuple[int, str] | None = None
+
+    def make(smi: str) -> Any:
+        return make_mol(smi, keep_h, add_h, ignore_stereo, reorder_atoms)
+
     RDLogger.DisableLog("rdApp.*")
     try:
-        for row, values in enumerate(frame[columns].itertuples(index=False, name=None)):
+        label_rows = (
+            list(frame[targets].itertuples(index=False, name=None))
+            if targets
+            else [()] * len(frame)
+        )
+        smiles_rows = frame[columns].itertuples(index=False, name=None)
+        for row, (values, labels) in enumerate(zip(smiles_rows, label_rows, strict=True)):
+            why = ""
+            if data_records[row][1] < width:
+                why = f"{data_records[row][1]} fields but the header has {width} columns"
             for column, smi in zip(columns, values, strict=True):
-                try:
-                    make_mol(smi, keep_h, add_h, ignore_stereo, reorder_atoms)
-                except Exception:
-                    bad.append((row, str(column), smi))
-                    break
+                why = why or _smiles_problem(str(smi), str(column), make)
+            for column, value in zip(targets, labels, strict=True):
+                if not why:
+                    why, is_fatal = _label_problem(str(value), str(column), task_type, bounded)
+                    fatal = (row, why) if is_fatal and fatal is None else fatal
+            if why:
+                bad.append((row, why))
     finally:
         RDLogger.EnableLog("rdApp.*")
+    line_of = {row: data_records[row][0] for row in range(len(frame))}
+    if fatal is not None:
+        row, why = fatal
+        raise MolPegError(
+            f"{path}: row {row} (line {line_of[row]}): {why}; --task-type {task_type} needs "
+            "0/1 labels (or empty for missing), use -t regression for other values"
+        )
     if not bad:
         return path
-    offset = 1 if no_header_row else 2
-    for row, column, smi in bad:
-        print(
-            f"{path}: row {row} (line {row + offset}): invalid SMILES {smi!r} in column "
-            f"{column!r}, skipped",
-            file=sys.stderr,
+    if len(bad) == len(frame):
+        raise MolPegError(
+            f"{path}: none of the {len(frame)} rows can be trained on (row 0, line "
+            f"{line_of[0]}: {bad[0][1]}); check the SMILES and target columns "
+            "(-s, --target-columns)"
         )
+    for row, why in bad:
+        print(f"{path}: row {row} (line {line_of[row]}): {why}, skipped", file=sys.stderr)
     print(
-        f"{path}: skipped {len(bad)} of {len(frame)} rows with invalid SMILES "
+        f"{path}: skipped {len(bad)} of {len(frame)} rows with invalid SMILES or labels "
         "(pass --keep-invalid-smiles for Chemprop's strict behaviour)",
         file=sys.stderr,
     )
     if any(f for f in row_aligned_files):
         raise MolPegError(
-            f"{path}: {len(bad)} rows have invalid SMILES (first: row {bad[0][0]}) but a "
+            f"{path}: {len(bad)} rows are invalid (first: row {bad[0][0]}) but a "
             "descriptor/feature/splits file is aligned to the rows of this file; remove those "
             "rows from all files"
         )
-    keep = frame.drop(index=[row for row, _, _ in bad])
+    keep = frame.drop(index=[row for row, _ in bad])
     out = out_dir / path.name
     tmp = out.with_suffix(out.suffix + ".tmp")
     keep.to_csv(tmp, index=False, header=not no_header_row)

@@ -423,6 +423,7 @@ def run_prune(display: Display, *, data: Path | None, output: Path, **opts: Any)
     )
     from molpeg_plugins.plugins import make_plugin_manager
     from molpeg_plugins.report import RunLayout, write_report
+    from molpeg_plugins.sanity import check_schedule, fit_checked, split_notes
 
     started = time.perf_counter()
     pm = make_plugin_manager()
@@ -441,6 +442,9 @@ def run_prune(display: Display, *, data: Path | None, output: Path, **opts: Any)
         reference_every=opts["reference_every"],
         warmup_epochs=warmup,
         seed=opts["seed"],
+    )
+    schedule_notes = check_schedule(
+        opts["epochs"], config, explicit_warmup=opts["warmup_epochs"] is not None
     )
     sizes = parse_split_sizes(opts["split_sizes"])
     device = resolve_device(opts["device"])
@@ -492,6 +496,8 @@ def run_prune(display: Display, *, data: Path | None, output: Path, **opts: Any)
     train, val, test = split_positions(
         [table.scaffolds[i] for i in valid], opts["split"], sizes, opts["seed"]
     )
+    for note in table.notes + schedule_notes + split_notes(table, valid[val]):
+        display.log(f"Warning: {note}", style="yellow")
     layout = RunLayout(valid, train, val, test)
     display.log(
         f"{len(valid)} molecules, task {table.task} on {', '.join(table.target_columns)}; "
@@ -527,7 +533,7 @@ def run_prune(display: Display, *, data: Path | None, output: Path, **opts: Any)
 
     quiet_rdkit = rdBase.BlockLogs()  # invalid molecules were reported above, by row
     try:
-        result = backend.fit(job)
+        result = fit_checked(backend, job)
     finally:
         del quiet_rdkit
     result.model_path = outputs.stage_file(result.model_path, output, staging)

@@ -80,12 +80,16 @@ def write_outputs(
     write_bytes(
         out / "groups.csv", _csv_bytes(keys, ([u[k] for k in keys] for u in selection.units))
     )
+    from molpeg_plugins.data import smiles_text_problem
+
+    def why(smiles: str) -> str:
+        return smiles_text_problem(smiles.strip()) or "RDKit cannot parse the SMILES"
+
     skipped = [
-        ("source", i, source_smiles[i], "RDKit cannot parse the SMILES")
-        for i in selection.invalid_rows
+        ("source", i, source_smiles[i], why(source_smiles[i])) for i in selection.invalid_rows
     ]
     skipped += [
-        ("target", i, target_smiles[i], "RDKit cannot parse the SMILES")
+        ("target", i, target_smiles[i], why(target_smiles[i]))
         for i in selection.target_invalid_rows
     ]
     write_bytes(out / "skipped.csv", _csv_bytes(["file", "row", "smiles", "reason"], skipped))
