@@ -8,6 +8,7 @@ Files written into the output folder:
 - ``pruned.csv``: the header and the kept *training* rows, byte for byte as in the input.
 - ``scores.csv`` (or ``scores.parquet``): one row per input row.
 - ``report.json``: parameters, counts, per-epoch history, metrics, wall time, versions.
+  Epochs count from 1 (``best_epoch`` and ``epochs[].epoch``), as on screen and in the plots.
 - ``plots/``: ``score_histogram.png``, ``kept_fraction.png``, ``metric.png``,
   ``scaffold_kept_fraction.png``.
 """
@@ -90,6 +91,46 @@ def scores_frame(table: MoleculeTable, layout: RunLayout, result: FitResult) -> 
             "duplicate_of": duplicate_of,
         }
     )
+
+
+def cross_split_duplicates(table: MoleculeTable, layout: RunLayout) -> list[dict[str, Any]]:
+    """Duplicate molecules whose copies landed in different splits (they leak across splits).
+
+    One entry per flagged duplicate row whose first occurrence (``duplicate_of``) is in
+    another split: ``{"row", "split", "duplicate_of", "split_of_original"}``.
+    """
+    split: dict[int, str] = {}
+    for name, pos in (("train", layout.train), ("val", layout.val), ("test", layout.test)):
+        split.update(dict.fromkeys(layout.rows(pos).tolist(), name))
+    found = []
+    for row in np.flatnonzero(table.duplicate_of >= 0).tolist():
+        first = int(table.duplicate_of[row])
+        if row in split and first in split and split[row] != split[first]:
+            found.append(
+                {
+                    "row": row,
+                    "split": split[row],
+                    "duplicate_of": first,
+                    "split_of_original": split[first],
+                }
+            )
+    return found
+
+
+def epoch_history(history: list[dict[str, float]]) -> list[dict[str, Any]]:
+    """The per-epoch history as users read it: epochs count from 1, counts are integers."""
+    rows = []
+    for h in history:
+        row: dict[str, Any] = {}
+        for key, value in h.items():
+            if key == "epoch":
+                row[key] = int(value) + 1
+            elif key.startswith("num_") and float(value).is_integer():
+                row[key] = int(value)
+            else:
+                row[key] = value
+        rows.append(row)
+    return rows
 
 
 def write_pruned_csv(path: Path, table: MoleculeTable, rows: np.ndarray) -> None:
@@ -265,6 +306,7 @@ def write_report(
     buckets = scaffold_buckets(table, layout, kept)
     plots = write_plots(out_dir / "plots", scores, result, buckets, len(layout.train))
     invalid = int(sum(bool(r) for r in table.invalid_reason))
+    leaks = cross_split_duplicates(table, layout)
     report = {
         "parameters": parameters,
         "counts": {
@@ -272,22 +314,24 @@ def write_report(
             "invalid": invalid,
             "valid": table.num_rows - invalid,
             "duplicates": int((table.duplicate_of >= 0).sum()),
+            "cross_split_duplicates": len(leaks),
             "train": len(layout.train),
             "validation": len(layout.val),
             "test": len(layout.test),
             "kept": len(kept),
-            "pruned": len(layout.train) - len(kept),
+            "dropped": len(layout.train) - len(kept),
         },
         "skipped_rows": [
             {"row": i, "line": table.csv.lines[i], "reason": r}
             for i, r in enumerate(table.invalid_reason)
             if r
         ],
+        "cross_split_duplicates": leaks,
         "metric": result.metric_name,
-        "best_epoch": result.best_epoch,
+        "best_epoch": result.best_epoch + 1 if result.best_epoch >= 0 else None,
         "validation_metrics": result.val_metrics,
         "test_metrics": result.test_metrics,
-        "epochs": result.history,
+        "epochs": epoch_history(result.history),
         "scaffolds": buckets,
         "wall_time_s": round(wall_time_s, 3),
         "versions": versions(result.versions),

@@ -103,12 +103,14 @@ def test_prune_writes_every_output_and_keeps_rows_byte_exact(bbbp300: Path, tmp_
         "invalid": 2,
         "valid": 298,
         "duplicates": 1,
+        "cross_split_duplicates": 1,
         "train": 238,
         "validation": 30,
         "test": 30,
         "kept": 119,
-        "pruned": 119,
+        "dropped": 119,
     }
+    assert report["best_epoch"] in (1, 2)  # epochs count from 1, as on screen
     assert [e["num_kept"] for e in report["epochs"]] == [238, 119]
     assert all("score_mean" in e for e in report["epochs"])
     assert 0.5 < report["validation_metrics"]["roc_auc"] <= 1.0
@@ -192,6 +194,28 @@ def test_duplicates_are_kept_and_flagged(bbbp300: Path, tmp_path: Path):
     assert scores.loc[300, "duplicate"] and scores.loc[300, "duplicate_of"] == 0
     assert scores.loc[300, "split"] != "skipped" and scores.loc[0, "split"] != "skipped"
     assert scores.loc[267, "duplicate"] and scores.loc[267, "duplicate_of"] == 81
+
+
+def test_duplicates_across_splits_are_reported(bbbp300: Path, tmp_path: Path):
+    """A molecule in train and in test leaks between them: counted, warned, listed."""
+    lines = bbbp300.read_bytes().splitlines(keepends=True)
+    dup = tmp_path / "dup.csv"
+    dup.write_bytes(b"".join([*lines, *[lines[k] for k in range(1, 21)]]))  # rows 300-319
+    result = prune_torch(dup, tmp_path / "o", "--target-columns", "p_np")
+    assert result.exit_code == 0, result.output
+    scores = pd.read_csv(tmp_path / "o" / "scores.csv")
+    split = scores.set_index("row")["split"]
+    flagged = scores[scores["duplicate"]]
+    across = flagged[flagged["split"].to_numpy() != split[flagged["duplicate_of"]].to_numpy()]
+    assert len(across) > 0
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert report["counts"]["cross_split_duplicates"] == len(across)
+    assert [d["row"] for d in report["cross_split_duplicates"]] == across["row"].tolist()
+    first = report["cross_split_duplicates"][0]
+    assert first["split"] != first["split_of_original"]
+    warning = [ln for ln in result.output.splitlines() if ln.startswith("Warning:")]
+    assert len(warning) == 1 and f"{len(across)} duplicate molecules" in warning[0]
+    assert f"duplicates flagged ({len(across)}" in result.output  # in the summary
 
 
 def test_more_columns_than_needed_are_kept(bbbp300: Path, tmp_path: Path):

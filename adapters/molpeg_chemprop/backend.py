@@ -112,7 +112,7 @@ class ChempropBackend(Backend):
         ckpt_dir = work / CHECKPOINT_DIR
         checkpointing = ModelCheckpoint(
             ckpt_dir,
-            "best-{epoch}",
+            "best",  # no epoch in the name: Lightning's {epoch} counts from 0, molpeg's from 1
             monitor=monitor if len(job.val_idx) else None,
             mode="max" if classification else "min",
             save_last=True,

@@ -379,7 +379,7 @@ def run_prune(display: Display, *, data: Path | None, output: Path, **opts: Any)
         split_positions,
     )
     from molpeg_plugins.plugins import make_plugin_manager
-    from molpeg_plugins.report import RunLayout, write_report
+    from molpeg_plugins.report import RunLayout, cross_split_duplicates, write_report
 
     started = time.perf_counter()
     pm = make_plugin_manager()
@@ -446,6 +446,15 @@ def run_prune(display: Display, *, data: Path | None, output: Path, **opts: Any)
         f"{opts['split']} split {len(train)}/{len(val)}/{len(test)}; backend {backend.name}, "
         f"strategy {config.strategy}, prune ratio {config.prune_ratio}, device {device}"
     )
+    leaks = cross_split_duplicates(table, layout)
+    if leaks:
+        display.log(
+            f"Warning: {len(leaks)} duplicate molecules sit in a different split than their "
+            f"first copy (e.g. row {leaks[0]['row']} in {leaks[0]['split']}, row "
+            f"{leaks[0]['duplicate_of']} in {leaks[0]['split_of_original']}); they leak between "
+            "splits: deduplicate the input for a clean test score (all listed in report.json)",
+            style="yellow",
+        )
 
     # -- training
     pm.register(EpochProgress(display, opts["epochs"], len(train)), name="molpeg-cli-progress")
@@ -528,14 +537,19 @@ def summary_table(report: dict[str, Any], output: Path) -> Table:
     table.add_row(
         "rows",
         f"{c['input_rows']} read, {c['invalid']} skipped (invalid), "
-        f"{c['duplicates']} duplicates flagged",
+        f"{c['duplicates']} duplicates flagged ({c['cross_split_duplicates']} across splits)",
     )
     table.add_row(
         "split", f"{p['split']}: train {c['train']}, validation {c['validation']}, test {c['test']}"
     )
     share = c["kept"] / max(c["train"], 1)
-    table.add_row("kept", f"{c['kept']} of {c['train']} training molecules ({share:.0%})")
-    table.add_row("reported epoch", str(report["best_epoch"] + 1))
+    table.add_row(
+        "kept",
+        f"{c['kept']} of {c['train']} training molecules ({share:.0%}) in pruned.csv, "
+        f"{c['dropped']} dropped",
+    )
+    why = f"best validation {report['metric']}" if c["validation"] else "last; no validation split"
+    table.add_row("model", f"epoch {report['best_epoch']} of {p['epochs']} ({why})")
     for label, key in (("validation", "validation_metrics"), ("test", "test_metrics")):
         values = report[key]
         shown = "  ".join(f"{k} {v:.4f}" for k, v in values.items() if v is not None)
