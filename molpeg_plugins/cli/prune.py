@@ -41,8 +41,8 @@ EPILOG = """\
 [bold]Examples[/bold]
   molpeg prune --output out/          (bundled BBBP data, default settings)
   molpeg prune data.csv --target-columns p_np --epochs 30 --output out/
-  molpeg prune tox21.csv.gz --target-columns NR-AR,NR-AhR --split scaffold -o out/
-  molpeg prune esol.csv --target-columns logS --task regression -o out/
+  molpeg prune tox21.csv.gz --target-columns NR-AR,NR-AhR -o out/
+  molpeg prune esol.csv --target-columns logS --split scaffold -o out/
   molpeg prune data.csv --target-columns y --backend torch --resume -o out/
 
 [bold]Outputs[/bold] in OUTPUT: pruned.csv (the kept training rows, exactly as in the input), \
@@ -286,7 +286,10 @@ def prune(
         show_default=False,
     ),
     task: Task | None = typer.Option(
-        None, help="Default: classification if every label is 0/1, else regression."
+        None,
+        metavar="<task>",
+        help="classification or regression. Default: classification if every label is 0/1.",
+        show_default=False,
     ),
     prune_ratio: float = typer.Option(
         0.6, help="Fraction of the training set removed per pruned epoch, in [0, 1)."
@@ -298,7 +301,9 @@ def prune(
         None, help="Checkpoint to fine-tune from (loaded with weights_only=True)."
     ),
     trust_checkpoint: bool = typer.Option(
-        False, help="Load --pretrained without the safety allow-list (only files you trust)."
+        False,
+        "--trust-checkpoint",
+        help="Load --pretrained without the safety allow-list (only files you trust).",
     ),
     split: Split = typer.Option(Split.random, help="Train/validation/test split."),
     split_sizes: str = typer.Option("0.8,0.1,0.1", help="Train,validation,test fractions."),
@@ -314,7 +319,7 @@ def prune(
         show_default=False,
     ),
     resume: bool = typer.Option(
-        False, help="Continue an interrupted run from the state saved in OUTPUT."
+        False, "--resume", help="Continue an interrupted run from the state saved in OUTPUT."
     ),
     fmt: Format = typer.Option(Format.csv, "--format", help="Format of the per-row scores."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
