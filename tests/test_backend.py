@@ -106,3 +106,41 @@ def test_every_backend_reports_progress_and_the_shared_metrics(
     assert all(done == total for done, total in shown.values() if total), shown
     assert set(result.test_metrics) == {"roc_auc", "prc_auc", "accuracy"}
     assert 0.0 <= result.test_metrics["roc_auc"] <= 1.0
+
+
+@pytest.mark.slow
+@pytest.mark.chemprop
+def test_quiet_chemprop_fit_hides_only_lightning_noise(data_dir: Path, tmp_path: Path):
+    """A quiet fit (what ``molpeg prune`` runs) drops Lightning's tips, not other warnings."""
+    import warnings
+
+    from molpeg_plugins.hookspecs import hookimpl
+    from molpeg_plugins.plugins import make_plugin_manager
+
+    backend = get_plugin_manager().backends().get("chemprop")
+    if backend is None or not backend.availability()[0]:
+        pytest.skip("chemprop is not installed")
+
+    class WarnsOnce:
+        @hookimpl
+        def molpeg_epoch_end(self, pruner, epoch, stats):
+            warnings.warn(f"plugin note after epoch {epoch}", UserWarning, stacklevel=1)
+
+    src = data_dir / "bbbp_1k.csv"
+    data = tmp_path / "bbbp200.csv"
+    data.write_bytes(b"".join(src.read_bytes().splitlines(keepends=True)[:201]))
+    table = load_molecules(data)
+    split = split_positions(
+        [table.scaffolds[i] for i in table.valid_rows], "random", (0.8, 0.1, 0.1), 0
+    )
+    pm = make_plugin_manager()
+    pm.register(WarnsOnce())
+    job = FitJob.from_table(
+        table, split, PruneConfig(), tmp_path / "run", epochs=1, plugin_manager=pm, quiet=True
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        backend.fit(job)
+    messages = [str(w.message) for w in caught]
+    assert "plugin note after epoch 0" in messages, messages
+    assert not [m for m in messages if "treespec" in m or "does not have many workers" in m]

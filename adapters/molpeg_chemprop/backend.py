@@ -34,9 +34,30 @@ LAST_CHECKPOINT = "last.ckpt"
 MODEL_FILE = "model.pt"
 
 
+def lightning_noise() -> list[tuple[str, type[Warning], str]]:
+    """``(message regex, category, module regex)`` of the warnings a quiet run hides.
+
+    Lightning's tips, its own deprecation shims and its note on a reused checkpoint folder
+    (molpeg manages the output folder), and torch's notes about ``deterministic="warn"``.
+    Every other warning (from Chemprop, torch, a plugin, the user's code) still reaches the
+    user.
+    """
+    from lightning.fabric.utilities.warnings import PossibleUserWarning
+
+    return [
+        ("", PossibleUserWarning, r"lightning\."),  # tips: dataloader workers, log interval, …
+        (r".*treespec", FutureWarning, r"lightning\."),  # Lightning's pytree shim on new torch
+        (r".*does not have a deterministic implementation", UserWarning, ""),
+        (r"Checkpoint directory .* exists and is not empty", UserWarning, r"lightning\."),
+    ]
+
+
 @contextlib.contextmanager
 def _lightning_quiet(quiet: bool) -> Iterator[None]:
-    """Silence Lightning's informational messages (device summary, tips) when ``quiet``."""
+    """Silence Lightning's informational messages (device summary, tips) when ``quiet``.
+
+    Only the warnings of :func:`lightning_noise` are hidden; nothing else is filtered.
+    """
     if not quiet:
         yield
         return
@@ -46,7 +67,8 @@ def _lightning_quiet(quiet: bool) -> Iterator[None]:
         lg.setLevel(logging.WARNING)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+            for message, category, module in lightning_noise():
+                warnings.filterwarnings("ignore", message, category, module)
             yield
     finally:
         for lg, level in zip(loggers, levels, strict=True):
