@@ -130,3 +130,28 @@ def test_epochs_count_from_one_and_counts_are_integers(run):
     for e in on_disk["epochs"]:
         assert isinstance(e["num_kept"], int) and isinstance(e["epoch"], int)
     assert f'"num_kept": {on_disk["epochs"][1]["num_kept"]},' in text  # not 119.0
+
+
+def test_score_histogram_shows_every_molecule_including_zero_scores(run):
+    """On the wide-range axis molecules scoring exactly 0 are drawn, and counted in the legend."""
+    from matplotlib.figure import Figure
+
+    from molpeg_plugins.report import plot_score_histogram
+
+    out = run[-1]
+    train = pd.read_csv(out / "scores.csv").query("split == 'train'").reset_index(drop=True)
+    train.loc[:4, "score"] = 0.0  # five molecules the reference agrees with exactly
+    train.loc[5, "score"] = train["score"].max() * 1e4  # a range wide enough for a log axis
+    ax = Figure().subplots()
+    drawn = plot_score_histogram(ax, train, "molpeg")
+    assert drawn == len(train)
+    assert sum(p.get_height() for p in ax.patches) == len(train)  # no molecule left out
+    assert ax.get_xscale() == "symlog"
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    n_kept = int(train["kept"].sum())
+    assert legend == [
+        f"kept ({n_kept})",
+        f"dropped ({len(train) - n_kept})",
+        "5 scored 0 (first bar)",
+    ]
+    assert ax.get_title() == "Final molpeg scores of the training molecules: kept vs dropped"
