@@ -423,3 +423,33 @@ def test_default_backend_is_chemprop_when_installed_else_torch():
     chemprop = pm.backends().get("chemprop")
     expected = "chemprop" if chemprop is not None and chemprop.availability()[0] else "torch"
     assert choose_backend(pm, None).name == expected
+
+
+def test_terminal_progress_shows_batches_and_finishes_every_stage(bbbp300: Path, tmp_path: Path):
+    """On a terminal: a batch bar per epoch, and at the end no stage left running or ``0/?``."""
+    import re
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "TERM")}
+    env.update(FORCE_COLOR="1", COLUMNS="150", OMP_NUM_THREADS="1")
+    molpeg_exe = Path(sys.executable).parent / "molpeg"
+    proc = subprocess.run(
+        [molpeg_exe, "prune", bbbp300, "--backend", "torch", "--epochs", "2", "-o", tmp_path / "o"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", proc.stderr)
+    last = {}  # the last drawn state of each row
+    for line in screen.splitlines():
+        found = re.match(r"^(Parsing SMILES|Featurising|Epoch \d+/\d+|Training batches|"
+                         r"Evaluating|Writing outputs)\s+\S+\s+(\d+)/(\S+)", line)  # fmt: skip
+        if found:
+            last[found.group(1).split()[0]] = (found.group(2), found.group(3))
+    assert set(last) == {"Parsing", "Featurising", "Epoch", "Training", "Evaluating", "Writing"}
+    for row, (done, total) in last.items():
+        assert total != "?" and done == total, (row, done, total)
+    assert last["Parsing"] == ("300", "300")
+    assert last["Training"] == ("2", "2")  # the pruned epoch: 95 molecules in 64-row batches

@@ -113,7 +113,11 @@ class ChempropBackend(Backend):
         from torch.serialization import safe_globals
 
         from molpeg_chemprop.callback import MolPegCallback
-        from molpeg_chemprop.lightning_parts import AtomicCheckpointIO, HistoryCallback
+        from molpeg_chemprop.lightning_parts import (
+            AtomicCheckpointIO,
+            BatchProgress,
+            HistoryCallback,
+        )
         from molpeg_plugins.checkpoints import vet_checkpoint
 
         pm = job.plugin_manager
@@ -146,7 +150,7 @@ class ChempropBackend(Backend):
                 accelerator="gpu" if job.device.startswith("cuda") else "cpu",
                 devices=1,
                 logger=False,
-                callbacks=[pruning, reporter, checkpointing],
+                callbacks=[pruning, reporter, checkpointing, BatchProgress(job.progress)],
                 plugins=[AtomicCheckpointIO()],
                 enable_progress_bar=not job.quiet,
                 enable_model_summary=not job.quiet,

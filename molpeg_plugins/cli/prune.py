@@ -29,7 +29,7 @@ from rich.progress import (
 from rich.table import Table
 
 from molpeg_plugins.atomic import remove_stale_temporaries
-from molpeg_plugins.backend import Advance, Backend, FitJob
+from molpeg_plugins.backend import BATCH_PROGRESS, Advance, Backend, FitJob
 from molpeg_plugins.cli.app import app
 from molpeg_plugins.errors import ConfigError, MolPegError
 from molpeg_plugins.hookspecs import hookimpl
@@ -100,6 +100,7 @@ class Display:
         self.console = console or Console(stderr=True)
         self.mode = "quiet" if quiet else ("rich" if self.console.is_terminal else "plain")
         self.progress: Progress | None = None
+        self._rows: dict[str, Any] = {}  # description → Rich task id
         if self.mode == "rich":
             self.progress = Progress(
                 TextColumn("[progress.description]{task.description}"),
@@ -127,15 +128,30 @@ class Display:
 
     @contextlib.contextmanager
     def task(self, description: str, total: int | None = None) -> Iterator[Advance]:
-        """A progress task; yields ``advance(n)`` (this is :attr:`FitJob.progress`)."""
+        """A progress task; yields ``advance(n)`` (this is :attr:`FitJob.progress`).
+
+        A task that ends is marked complete, so its clock stops (one of unknown size shows
+        what it counted). A task opened again under the same description (the
+        :data:`~molpeg_plugins.backend.BATCH_PROGRESS` task, once per epoch) reuses its row,
+        restarted. Plain mode logs one line per finished task, except the per-epoch batch
+        task (the epoch line says it all).
+        """
         if self.progress is not None:
-            task_id = self.progress.add_task(description, total=total, info="")
+            task_id = self._rows.get(description)
+            if task_id is None:
+                task_id = self.progress.add_task(description, total=total, info="")
+                self._rows[description] = task_id
+            else:
+                self.progress.reset(task_id, total=total, completed=0)
             yield lambda n=1: self.progress.advance(task_id, n)
-            self.progress.update(task_id, completed=total)
+            done = self.progress.tasks[self.progress.task_ids.index(task_id)].completed
+            final = total if total is not None else max(int(done), 1)
+            self.progress.update(task_id, total=final, completed=final)
             return
         started = time.perf_counter()
         yield lambda n=1: None
-        self.log(f"{description}: done in {time.perf_counter() - started:.1f} s")
+        if description != BATCH_PROGRESS:
+            self.log(f"{description}: done in {time.perf_counter() - started:.1f} s")
 
     def add_task(self, description: str, total: int, completed: int = 0) -> Any:
         """Add a Rich task (``None`` when not on a terminal)."""
