@@ -2,22 +2,26 @@
 
     python examples/deepchem_tox21.py [tox21.csv] [--epochs 10] [--prune-ratio 0.5]
 
-Without a path it uses the 800-molecule Tox21 subset in ``tests/data``. The only molpeg
-lines are the two after the ``# molpeg`` comment: the rest is an ordinary DeepChem script.
+Without a path it uses the 800-molecule Tox21 subset in ``tests/data``. The CSV is read
+with molpeg's :func:`~molpeg_plugins.data.load_molecules`, which skips the rows RDKit cannot
+parse (eight in the full ``tox21.csv``, aluminium compounds) and lists them by row number on
+standard error. The pruning itself is the two lines after the ``# molpeg`` comment: the rest
+is an ordinary DeepChem script.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import deepchem as dc
 import numpy as np
-import pandas as pd
 import torch
 
 from molpeg_deepchem import MolPegDeepChem
 from molpeg_deepchem.featurize import ecfp, labelled_dataset
+from molpeg_plugins.data import load_molecules
 
 DEFAULT = Path(__file__).resolve().parents[1] / "tests" / "data" / "tox21_800.csv"
 TASKS = [
@@ -34,8 +38,14 @@ def main() -> None:
     parser.add_argument("--prune-ratio", type=float, default=0.5)
     args = parser.parse_args()
 
-    frame = pd.read_csv(args.csv)
-    data = labelled_dataset(ecfp(frame["smiles"].tolist()), frame[TASKS].to_numpy(float))
+    table = load_molecules(args.csv, target_columns=TASKS, task="classification")
+    skipped = table.skip_report()
+    if skipped:
+        print(f"skipped {len(skipped)} of {table.num_rows} rows:", file=sys.stderr)
+        for line in skipped:
+            print(f"  {line}", file=sys.stderr)
+    valid = table.valid_rows
+    data = labelled_dataset(ecfp([table.smiles[i] for i in valid]), table.targets[valid])
     order = np.random.default_rng(0).permutation(len(data))
     cut = int(0.8 * len(data))
     train, valid = data.select(order[:cut]), data.select(order[cut:])
@@ -49,7 +59,7 @@ def main() -> None:
 
     for row, loss in zip(pruning.pruner.history, pruning.epoch_losses, strict=True):
         kept = int(row["num_kept"])
-        print(f"epoch {int(row['epoch'])} trained on {kept} molecules  loss {loss:.4f}")
+        print(f"epoch {int(row['epoch']) + 1} trained on {kept} molecules  loss {loss:.4f}")
     metric = dc.metrics.Metric(dc.metrics.roc_auc_score, np.mean, mode="classification")
     auc = model.evaluate(valid, [metric])["mean-roc_auc_score"]
     print(f"validation ROC-AUC {auc:.3f} ({len(valid)} molecules)")

@@ -26,6 +26,15 @@ Advance = Callable[[int], None]
 """Report that ``n`` more items of a progress task are done."""
 
 
+BATCH_PROGRESS = "Training batches"
+"""Description of the task a backend opens with :attr:`FitJob.progress` for every epoch.
+
+``with job.progress(BATCH_PROGRESS, total=num_batches) as advance:`` around an epoch's
+training steps, ``advance(1)`` after each: the CLI shows it as one batch bar with an ETA,
+restarted every epoch.
+"""
+
+
 @contextlib.contextmanager
 def null_progress(description: str, total: int | None = None) -> Iterator[Advance]:
     """The default :attr:`FitJob.progress`: a task that reports nowhere.
@@ -66,7 +75,8 @@ class FitJob:
         trust_checkpoint: the user passed ``--trust-checkpoint``: ``pretrained`` may be loaded
             with ``safe_load(..., trust=True)`` (it was not vetted against the allow-list).
         progress: ``progress(description, total)`` returns a context manager yielding an
-            ``advance(n)`` function; use it for featurisation and scoring passes
+            ``advance(n)`` function; use it for featurisation and scoring passes and, with
+            :data:`BATCH_PROGRESS`, for the training batches of every epoch
             (:func:`null_progress` by default; the CLI shows Rich bars).
     """
 

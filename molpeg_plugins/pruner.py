@@ -178,7 +178,6 @@ class Pruner:
         if self.config.shuffle:
             perm = torch.randperm(indices.numel(), generator=gen).to(self.device)
             indices = indices[perm]
-        self.book.mark_kept(indices)
         stats = {"num_kept": float(indices.numel()), **self.book.stats(indices)}
         selection = EpochSelection(epoch, indices, weights, pruned, stats)
         self.sampler.set_order(indices)
@@ -272,6 +271,7 @@ class Pruner:
         which the sampler already yields.
         """
         self.book.commit(self.epoch, self.strategy.score)
+        self.book.mark_kept(self.current.indices)  # counted for epochs trained, not announced
         stats = self.book.stats()
         self.history.append({"epoch": float(self.epoch), **self.current.stats, **stats})
         self.pm.hook.molpeg_epoch_end(pruner=self, epoch=self.epoch, stats=stats)

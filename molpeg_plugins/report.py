@@ -8,6 +8,7 @@ Files written into the output folder:
 - ``pruned.csv``: the header and the kept *training* rows, byte for byte as in the input.
 - ``scores.csv`` (or ``scores.parquet``): one row per input row.
 - ``report.json``: parameters, counts, per-epoch history, metrics, wall time, versions.
+  Epochs count from 1 (``best_epoch`` and ``epochs[].epoch``), as on screen and in the plots.
 - ``plots/``: ``score_histogram.png``, ``kept_fraction.png``, ``metric.png``,
   ``scaffold_kept_fraction.png``.
 """
@@ -92,6 +93,46 @@ def scores_frame(table: MoleculeTable, layout: RunLayout, result: FitResult) -> 
     )
 
 
+def cross_split_duplicates(table: MoleculeTable, layout: RunLayout) -> list[dict[str, Any]]:
+    """Duplicate molecules whose copies landed in different splits (they leak across splits).
+
+    One entry per flagged duplicate row whose first occurrence (``duplicate_of``) is in
+    another split: ``{"row", "split", "duplicate_of", "split_of_original"}``.
+    """
+    split: dict[int, str] = {}
+    for name, pos in (("train", layout.train), ("val", layout.val), ("test", layout.test)):
+        split.update(dict.fromkeys(layout.rows(pos).tolist(), name))
+    found = []
+    for row in np.flatnonzero(table.duplicate_of >= 0).tolist():
+        first = int(table.duplicate_of[row])
+        if row in split and first in split and split[row] != split[first]:
+            found.append(
+                {
+                    "row": row,
+                    "split": split[row],
+                    "duplicate_of": first,
+                    "split_of_original": split[first],
+                }
+            )
+    return found
+
+
+def epoch_history(history: list[dict[str, float]]) -> list[dict[str, Any]]:
+    """The per-epoch history as users read it: epochs count from 1, counts are integers."""
+    rows = []
+    for h in history:
+        row: dict[str, Any] = {}
+        for key, value in h.items():
+            if key == "epoch":
+                row[key] = int(value) + 1
+            elif key.startswith("num_") and float(value).is_integer():
+                row[key] = int(value)
+            else:
+                row[key] = value
+        rows.append(row)
+    return rows
+
+
 def write_pruned_csv(path: Path, table: MoleculeTable, rows: np.ndarray) -> None:
     """Write the header and the records ``rows`` exactly as they are in the input file."""
     header = table.csv.header
@@ -146,39 +187,74 @@ def _save(fig: Any, path: Path) -> None:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
 
 
+def plot_score_histogram(ax: Any, train: pd.DataFrame, strategy: str = "") -> int:
+    """Histogram of the final scores of the training molecules, kept vs dropped.
+
+    MolPeg scores span orders of magnitude, so a wide range gets a log axis; if some molecules
+    score exactly 0 (identical online and reference losses) it is a symmetric-log axis, linear
+    up to the smallest positive score, so that they stay visible in the first bar.
+    Returns the number of molecules drawn (every training molecule with a finite score).
+    """
+    finite = train[np.isfinite(train["score"])]
+    scores = finite["score"].to_numpy(dtype=float)
+    positive = scores[scores > 0]
+    zeros = int((scores == 0).sum())
+    log_scale = len(positive) > 1 and positive.max() > 100 * positive.min()
+    symlog = log_scale and bool((scores <= 0).any())
+    if log_scale:
+        low = float(positive.min())
+        bins = np.geomspace(low, positive.max(), 41)
+        if symlog:
+            bins = np.concatenate([[min(0.0, scores.min())], bins])
+            ax.set_xscale("symlog", linthresh=low, linscale=0.5)
+        else:
+            ax.set_xscale("log")
+    else:
+        bins = np.histogram_bin_edges(scores, bins=40) if len(scores) else 10
+    kept = finite["kept"].to_numpy(dtype=bool)
+    ax.hist(scores[kept], bins=bins, alpha=0.7, label=f"kept ({int(kept.sum())})")
+    ax.hist(scores[~kept], bins=bins, alpha=0.7, label=f"dropped ({int((~kept).sum())})")
+    if symlog:  # 0 and the decades above the linear part; no crowded label next to 0
+        left, right = ax.get_xlim()
+        ticks = [t for t in ax.get_xticks() if t == 0 or (t >= 1.5 * low and left <= t <= right)]
+        ax.set_xticks(ticks)
+        ax.set_xlim(left, right)
+    if zeros:
+        ax.plot([], [], " ", label=f"{zeros} scored 0 (first bar)")
+    name = f"{strategy} " if strategy else ""
+    ax.set(
+        xlabel=f"final {name}score"
+        + (" (symmetric log scale)" if symlog else " (log scale)" if log_scale else ""),
+        ylabel="training molecules",
+        title=f"Final {name}scores of the training molecules: kept vs dropped",
+    )
+    ax.legend()
+    return len(scores)
+
+
 def write_plots(
     folder: Path,
     scores: pd.DataFrame,
     result: FitResult,
     buckets: list[dict[str, Any]],
     num_train: int,
+    parameters: dict[str, Any] | None = None,
 ) -> list[Path]:
-    """Draw the four PNG plots into ``folder``; return their paths."""
+    """Draw the four PNG plots into ``folder``; return their paths.
+
+    ``parameters`` (those of ``report.json``) name the strategy, backend and prune ratio in
+    the titles.
+    """
     from matplotlib.figure import Figure
 
+    params = parameters or {}
+    strategy = str(params.get("strategy", ""))
     folder.mkdir(parents=True, exist_ok=True)
     train = scores[scores["split"] == "train"]
     paths = [folder / name for name in PLOTS]
 
     fig = Figure(figsize=(6, 4))
-    ax = fig.subplots()
-    finite = train[np.isfinite(train["score"])]
-    positive = finite.loc[finite["score"] > 0, "score"]
-    log_scale = len(positive) > 1 and positive.max() > 100 * positive.min()
-    if log_scale:  # MolPeg scores span orders of magnitude; zeros are left out
-        finite = finite[finite["score"] > 0]
-        bins = np.geomspace(positive.min(), positive.max(), 41)
-        ax.set_xscale("log")
-    else:
-        bins = np.histogram_bin_edges(finite["score"], bins=40) if len(finite) else 10
-    ax.hist(finite.loc[finite["kept"], "score"], bins=bins, alpha=0.7, label="kept")
-    ax.hist(finite.loc[~finite["kept"], "score"], bins=bins, alpha=0.7, label="pruned")
-    ax.set(
-        xlabel="final score" + (" (log scale)" if log_scale else ""),
-        ylabel="training molecules",
-        title="Scores: kept vs pruned",
-    )
-    ax.legend()
+    plot_score_histogram(fig.subplots(), train, strategy)
     _save(fig, paths[0])
 
     epochs = [int(h["epoch"]) + 1 for h in result.history]  # shown 1-based, like the logs
@@ -186,22 +262,32 @@ def write_plots(
     ax = fig.subplots()
     ax.plot(epochs, [h["num_kept"] / max(num_train, 1) for h in result.history], marker="o")
     ax.set(xlabel="epoch", ylabel="fraction of training set visited", ylim=(0, 1.05))
-    ax.set_title("Kept fraction per epoch")
+    ratio = params.get("prune_ratio")
+    detail = ", ".join(
+        p for p in (strategy, None if ratio is None else f"prune ratio {ratio}") if p
+    )
+    ax.set_title("Training molecules visited per epoch" + (f" ({detail})" if detail else ""))
+    ax.xaxis.get_major_locator().set_params(integer=True)
     _save(fig, paths[1])
 
     key = f"val_{result.metric_name}"
     fig = Figure(figsize=(6, 4))
     ax = fig.subplots()
-    if any(key in h for h in result.history):
+    validated = any(key in h for h in result.history)
+    if validated:
         ax.plot(epochs, [h.get(key, np.nan) for h in result.history], marker="o")
         ax.set(ylabel=f"validation {result.metric_name}")
     else:
         ax.plot(epochs, [h.get("train_loss", np.nan) for h in result.history], marker="o")
         ax.set(ylabel="training loss (no validation split)")
     if result.best_epoch >= 0:
-        ax.axvline(result.best_epoch + 1, color="grey", linestyle="--", label="reported epoch")
+        label = "best-validation epoch (saved model)" if validated else "last epoch (saved model)"
+        ax.axvline(result.best_epoch + 1, color="grey", linestyle="--", label=label)
         ax.legend()
-    ax.set(xlabel="epoch", title="Metric per epoch")
+    backend = params.get("backend")
+    what = f"Validation {result.metric_name}" if validated else "Training loss"
+    ax.set(xlabel="epoch", title=f"{what} per epoch" + (f" ({backend})" if backend else ""))
+    ax.xaxis.get_major_locator().set_params(integer=True)
     _save(fig, paths[2])
 
     fig = Figure(figsize=(7, 0.4 * len(buckets) + 1.5))
@@ -216,7 +302,11 @@ def write_plots(
     ax.invert_yaxis()
     overall = float(train["kept"].mean()) if len(train) else 0.0
     ax.axvline(overall, color="grey", linestyle="--", label=f"overall {overall:.2f}")
-    ax.set(xlabel="kept fraction", xlim=(0, 1), title="Kept fraction per Bemis–Murcko scaffold")
+    ax.set(
+        xlabel="fraction of the scaffold's training molecules in pruned.csv",
+        xlim=(0, 1),
+        title="Kept fraction per Bemis–Murcko scaffold (training split)",
+    )
     ax.legend(loc="lower right")
     _save(fig, paths[3])
     return paths
@@ -263,8 +353,9 @@ def write_report(
     scores = scores_frame(table, layout, result)
     scores_path = write_scores(out_dir, scores, fmt)
     buckets = scaffold_buckets(table, layout, kept)
-    plots = write_plots(out_dir / "plots", scores, result, buckets, len(layout.train))
+    plots = write_plots(out_dir / "plots", scores, result, buckets, len(layout.train), parameters)
     invalid = int(sum(bool(r) for r in table.invalid_reason))
+    leaks = cross_split_duplicates(table, layout)
     report = {
         "parameters": parameters,
         "counts": {
@@ -272,22 +363,24 @@ def write_report(
             "invalid": invalid,
             "valid": table.num_rows - invalid,
             "duplicates": int((table.duplicate_of >= 0).sum()),
+            "cross_split_duplicates": len(leaks),
             "train": len(layout.train),
             "validation": len(layout.val),
             "test": len(layout.test),
             "kept": len(kept),
-            "pruned": len(layout.train) - len(kept),
+            "dropped": len(layout.train) - len(kept),
         },
         "skipped_rows": [
             {"row": i, "line": table.csv.lines[i], "reason": r}
             for i, r in enumerate(table.invalid_reason)
             if r
         ],
+        "cross_split_duplicates": leaks,
         "metric": result.metric_name,
-        "best_epoch": result.best_epoch,
+        "best_epoch": result.best_epoch + 1 if result.best_epoch >= 0 else None,
         "validation_metrics": result.val_metrics,
         "test_metrics": result.test_metrics,
-        "epochs": result.history,
+        "epochs": epoch_history(result.history),
         "scaffolds": buckets,
         "wall_time_s": round(wall_time_s, 3),
         "versions": versions(result.versions),

@@ -34,7 +34,7 @@ class ScoreBook:
         online_loss, reference_loss: last per-sample losses seen (``nan`` = never seen).
         loss_mean: running mean of the online loss over all updates (for bandit strategies).
         num_updates: how many epochs the sample was scored in.
-        epochs_kept: how many epochs the sample was selected for.
+        epochs_kept: how many trained epochs the sample was in.
         last_epoch: the last epoch it was scored in (``-1`` = never).
     """
 
@@ -152,7 +152,7 @@ class ScoreBook:
         return updated
 
     def mark_kept(self, indices: torch.Tensor) -> None:
-        """Count one more kept epoch for each of ``indices`` (called once per selection)."""
+        """Count one more kept epoch for each of ``indices`` (called once per trained epoch)."""
         idx = torch.as_tensor(indices, device=self.device).long().unique()
         self.epochs_kept[idx] += 1
 

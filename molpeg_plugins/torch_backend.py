@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import torch
 from torch import nn
 
 from molpeg_plugins.atomic import torch_save
-from molpeg_plugins.backend import Backend, FitJob, FitResult, evaluate, improves
+from molpeg_plugins.backend import BATCH_PROGRESS, Backend, FitJob, FitResult, evaluate, improves
 from molpeg_plugins.checkpoints import load_resume_state, safe_load
 from molpeg_plugins.errors import ConfigError, MolPegError
 from molpeg_plugins.hookspecs import hookimpl
@@ -103,6 +104,14 @@ def unreduced_loss(task: str, output: torch.Tensor, target: torch.Tensor) -> tor
     if task == "classification":
         return nn.functional.binary_cross_entropy_with_logits(output, filled, reduction="none")
     return (output - filled) ** 2
+
+
+def batches(order: torch.Tensor, batch_size: int, progress: Any) -> Iterator[torch.Tensor]:
+    """The epoch's ``order`` in batches, each reported to ``progress`` once it is trained."""
+    with progress(BATCH_PROGRESS, total=-(-order.numel() // batch_size)) as advance:
+        for start in range(0, order.numel(), batch_size):
+            yield order[start : start + batch_size]
+            advance(1)
 
 
 def _run_fingerprint(job: FitJob) -> str:
@@ -199,8 +208,7 @@ class TorchBackend(Backend):
             model.train()
             order = torch.as_tensor(list(pruner.sampler), dtype=torch.long, device=device)
             total, count = 0.0, 0
-            for batch, start in enumerate(range(0, order.numel(), job.batch_size)):
-                idx = order[start : start + job.batch_size]
+            for batch, idx in enumerate(batches(order, job.batch_size, job.progress)):
                 rows = train_idx[idx]
                 x, y = x_all[rows], y_all[rows]
                 mask = torch.isfinite(y)

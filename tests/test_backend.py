@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from sklearn import metrics
 
-from molpeg_plugins.backend import FitJob, evaluate, improves
-from molpeg_plugins.config import PruneConfig
+from molpeg_plugins.backend import BATCH_PROGRESS, FitJob, evaluate, improves
+from molpeg_plugins.config import PruneConfig, num_kept
 from molpeg_plugins.data import load_molecules, split_positions
 from molpeg_plugins.plugins import get_plugin_manager
 
@@ -89,20 +89,63 @@ def test_every_backend_reports_progress_and_the_shared_metrics(
     split = split_positions(
         [table.scaffolds[i] for i in table.valid_rows], "random", (0.8, 0.1, 0.1), 0
     )
-    shown: dict[str, list[int]] = {}
+    opened: list[tuple[str, list[int]]] = []  # (description, [done, total]) per task
 
     from contextlib import contextmanager
 
     @contextmanager
     def progress(description: str, total: int | None = None):
-        done = shown.setdefault(description, [0, total or 0])
+        done = [0, total or 0]
+        opened.append((description, done))
         yield lambda n=1: done.__setitem__(0, done[0] + n)
 
     job = FitJob.from_table(
-        table, split, PruneConfig(), tmp_path / "run", epochs=1, progress=progress
+        table, split, PruneConfig(prune_ratio=0.5), tmp_path / "run", epochs=2, progress=progress
     )
     result = backend.fit(job)
-    assert shown, "no progress reported"
-    assert all(done == total for done, total in shown.values() if total), shown
+    assert opened, "no progress reported"
+    assert all(done == total for _, (done, total) in opened if total), opened
+    # one batch task per epoch, sized with that epoch's (pruned) number of batches
+    per_epoch = [total for name, (_, total) in opened if name == BATCH_PROGRESS]
+    n_train = len(split[0])
+    assert per_epoch == [-(-n_train // 64), -(-num_kept(n_train, 0.5) // 64)], opened
     assert set(result.test_metrics) == {"roc_auc", "prc_auc", "accuracy"}
     assert 0.0 <= result.test_metrics["roc_auc"] <= 1.0
+
+
+@pytest.mark.slow
+@pytest.mark.chemprop
+def test_quiet_chemprop_fit_hides_only_lightning_noise(data_dir: Path, tmp_path: Path):
+    """A quiet fit (what ``molpeg prune`` runs) drops Lightning's tips, not other warnings."""
+    import warnings
+
+    from molpeg_plugins.hookspecs import hookimpl
+    from molpeg_plugins.plugins import make_plugin_manager
+
+    backend = get_plugin_manager().backends().get("chemprop")
+    if backend is None or not backend.availability()[0]:
+        pytest.skip("chemprop is not installed")
+
+    class WarnsOnce:
+        @hookimpl
+        def molpeg_epoch_end(self, pruner, epoch, stats):
+            warnings.warn(f"plugin note after epoch {epoch}", UserWarning, stacklevel=1)
+
+    src = data_dir / "bbbp_1k.csv"
+    data = tmp_path / "bbbp200.csv"
+    data.write_bytes(b"".join(src.read_bytes().splitlines(keepends=True)[:201]))
+    table = load_molecules(data)
+    split = split_positions(
+        [table.scaffolds[i] for i in table.valid_rows], "random", (0.8, 0.1, 0.1), 0
+    )
+    pm = make_plugin_manager()
+    pm.register(WarnsOnce())
+    job = FitJob.from_table(
+        table, split, PruneConfig(), tmp_path / "run", epochs=1, plugin_manager=pm, quiet=True
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        backend.fit(job)
+    messages = [str(w.message) for w in caught]
+    assert "plugin note after epoch 0" in messages, messages
+    assert not [m for m in messages if "treespec" in m or "does not have many workers" in m]

@@ -333,3 +333,38 @@ def test_ctrl_c_exits_130_with_a_message(tmp_path: Path, data_dir: Path) -> None
     assert code == 130, log[-3000:]
     assert "chemprop train: interrupted; Chemprop cannot resume a run" in log
     assert "Traceback" not in log
+
+
+def test_molpeg_options_without_plugin_get_a_hint(tmp_path: Path, data_dir: Path) -> None:
+    """``chemprop train --prune-ratio 0.5`` (no ``--plugin``) says what is missing."""
+    data = head_lines(data_dir / "bbbp_1k.csv", tmp_path / "d.csv", 50)
+    code, log = finish(
+        run_chemprop(["-i", str(data), *BBBP_ARGS, "-o", str(tmp_path / "o"), "--prune-ratio=0.5"])
+    )
+    assert code == 2
+    assert "unrecognized arguments: --prune-ratio" in log
+    assert "hint: --prune-ratio only work with --plugin molpeg" in log
+    # every molpeg option is one the start-up hook looks for
+    from molpeg_chemprop.autohook import FLAG_PREFIXES
+    from molpeg_chemprop.chemprop_cli import OPTIONS
+
+    assert all(f.startswith(FLAG_PREFIXES) for flags, _ in OPTIONS.values() for f in flags)
+
+
+def test_skip_report_prints_smiles_as_written(
+    tmp_path: Path, data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The skipped SMILES can be copied back: one backslash, not Python's repr with two."""
+    lines = (data_dir / "bbbp_1k.csv").read_bytes().splitlines(keepends=True)
+    assert b"Cc1nc(sc1)\\[NH]=C(\\N)N" in lines[392]  # row 391 of BBBP, invalid
+    data = tmp_path / "d.csv"
+    data.write_bytes(b"".join([*lines[:40], lines[392]]))
+    splits = tmp_path / "splits.json"  # aligned to the rows: molpeg stops after reporting
+    splits.write_text(json.dumps([{"train": list(range(30)), "val": [30, 31], "test": [32]}]))
+    code, log = molpeg_chemprop_train(
+        ["-i", str(data), *BBBP_ARGS, "-o", str(tmp_path / "o"), "--splits-file", str(splits)],
+        capsys,
+    )
+    assert "row 39 (line 41): invalid SMILES 'Cc1nc(sc1)\\[NH]=C(\\N)N' in column" in log
+    assert "\\\\" not in log
+    assert code == 1

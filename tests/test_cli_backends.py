@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from molpeg_plugins.backend import Backend
 from molpeg_plugins.cli import app
+from molpeg_plugins.hookspecs import hookimpl
 from molpeg_plugins.plugins import get_plugin_manager
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -61,3 +63,34 @@ def test_prune_with_framework_backend(name: str, data_dir: Path, tmp_path: Path)
     )
     assert report["files"]["model"] and (out / report["files"]["model"]).exists()
     assert len(list((out / "plots").glob("*.png"))) == 4
+
+
+class _NeedsAMissingFramework(Backend):
+    """A real backend plugin whose framework is not installed."""
+
+    name = "needs-missing"
+    description = "Needs [a framework] that is not installed."
+    requires = ("molpeg_no_such_framework",)
+
+    def fit(self, job):  # pragma: no cover - never available
+        raise AssertionError("not available")
+
+
+class _MissingFrameworkPlugin:
+    @hookimpl
+    def molpeg_register_backends(self):
+        return [_NeedsAMissingFramework()]
+
+
+def test_backends_shows_the_install_command_as_written():
+    """``pip install 'molpeg[needs-missing]'``: Rich must not swallow the extra as markup."""
+    pm = get_plugin_manager()
+    plugin = _MissingFrameworkPlugin()
+    pm.register(plugin, name="test-missing-framework")
+    try:
+        result = CliRunner().invoke(app, ["backends"], env={"COLUMNS": "250"})
+    finally:
+        pm.unregister(plugin)
+    assert result.exit_code == 0, result.output
+    assert "pip install 'molpeg[needs-missing]'" in result.output
+    assert "Needs [a framework] that is not installed." in result.output

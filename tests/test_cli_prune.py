@@ -103,12 +103,14 @@ def test_prune_writes_every_output_and_keeps_rows_byte_exact(bbbp300: Path, tmp_
         "invalid": 2,
         "valid": 298,
         "duplicates": 1,
+        "cross_split_duplicates": 1,
         "train": 238,
         "validation": 30,
         "test": 30,
         "kept": 119,
-        "pruned": 119,
+        "dropped": 119,
     }
+    assert report["best_epoch"] in (1, 2)  # epochs count from 1, as on screen
     assert [e["num_kept"] for e in report["epochs"]] == [238, 119]
     assert all("score_mean" in e for e in report["epochs"])
     assert 0.5 < report["validation_metrics"]["roc_auc"] <= 1.0
@@ -192,6 +194,28 @@ def test_duplicates_are_kept_and_flagged(bbbp300: Path, tmp_path: Path):
     assert scores.loc[300, "duplicate"] and scores.loc[300, "duplicate_of"] == 0
     assert scores.loc[300, "split"] != "skipped" and scores.loc[0, "split"] != "skipped"
     assert scores.loc[267, "duplicate"] and scores.loc[267, "duplicate_of"] == 81
+
+
+def test_duplicates_across_splits_are_reported(bbbp300: Path, tmp_path: Path):
+    """A molecule in train and in test leaks between them: counted, warned, listed."""
+    lines = bbbp300.read_bytes().splitlines(keepends=True)
+    dup = tmp_path / "dup.csv"
+    dup.write_bytes(b"".join([*lines, *[lines[k] for k in range(1, 21)]]))  # rows 300-319
+    result = prune_torch(dup, tmp_path / "o", "--target-columns", "p_np")
+    assert result.exit_code == 0, result.output
+    scores = pd.read_csv(tmp_path / "o" / "scores.csv")
+    split = scores.set_index("row")["split"]
+    flagged = scores[scores["duplicate"]]
+    across = flagged[flagged["split"].to_numpy() != split[flagged["duplicate_of"]].to_numpy()]
+    assert len(across) > 0
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert report["counts"]["cross_split_duplicates"] == len(across)
+    assert [d["row"] for d in report["cross_split_duplicates"]] == across["row"].tolist()
+    first = report["cross_split_duplicates"][0]
+    assert first["split"] != first["split_of_original"]
+    warning = [ln for ln in result.output.splitlines() if ln.startswith("Warning:")]
+    assert len(warning) == 1 and f"{len(across)} duplicate molecules" in warning[0]
+    assert f"duplicates flagged ({len(across)}" in result.output  # in the summary
 
 
 def test_more_columns_than_needed_are_kept(bbbp300: Path, tmp_path: Path):
@@ -399,3 +423,33 @@ def test_default_backend_is_chemprop_when_installed_else_torch():
     chemprop = pm.backends().get("chemprop")
     expected = "chemprop" if chemprop is not None and chemprop.availability()[0] else "torch"
     assert choose_backend(pm, None).name == expected
+
+
+def test_terminal_progress_shows_batches_and_finishes_every_stage(bbbp300: Path, tmp_path: Path):
+    """On a terminal: a batch bar per epoch, and at the end no stage left running or ``0/?``."""
+    import re
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "TERM")}
+    env.update(FORCE_COLOR="1", COLUMNS="150", OMP_NUM_THREADS="1")
+    molpeg_exe = Path(sys.executable).parent / "molpeg"
+    proc = subprocess.run(
+        [molpeg_exe, "prune", bbbp300, "--backend", "torch", "--epochs", "2", "-o", tmp_path / "o"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", proc.stderr)
+    last = {}  # the last drawn state of each row
+    for line in screen.splitlines():
+        found = re.match(r"^(Parsing SMILES|Featurising|Epoch \d+/\d+|Training batches|"
+                         r"Evaluating|Writing outputs)\s+\S+\s+(\d+)/(\S+)", line)  # fmt: skip
+        if found:
+            last[found.group(1).split()[0]] = (found.group(2), found.group(3))
+    assert set(last) == {"Parsing", "Featurising", "Epoch", "Training", "Evaluating", "Writing"}
+    for row, (done, total) in last.items():
+        assert total != "?" and done == total, (row, done, total)
+    assert last["Parsing"] == ("300", "300")
+    assert last["Training"] == ("2", "2")  # the pruned epoch: 95 molecules in 64-row batches

@@ -328,3 +328,44 @@ def test_readme_deepchem_snippet_prunes_a_real_fit() -> None:
     kept = [int(h["num_kept"]) for h in pruning.pruner.history]
     n = len(y)
     assert kept == [n] + [n - int(np.floor(0.5 * n + 0.5))] * 9
+
+
+def _readme_test_command() -> str:
+    """The test command exactly as ``.ci/run`` extracts it from the README (its own sed line)."""
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    extract = next(line for line in ci.splitlines() if line.startswith("test_command=$("))
+    script = extract[len("test_command=$(") : -1]
+    return subprocess.run(
+        ["bash", "-c", script], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def test_ci_runs_the_readme_test_command_and_nothing_else() -> None:
+    """One command, the same in the README, the quickstart and CI, and it builds the docs."""
+    command = _readme_test_command()
+    assert "python -m pytest" in command
+    assert "ruff check ." in command
+    assert "mkdocs build --strict" in command
+    quickstart = _bash_blocks((DOCS / "quickstart.md").read_text(encoding="utf-8"))
+    assert command in quickstart
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    code = [line for line in ci.splitlines() if line.strip() and not line.startswith("#")]
+    assert not [line for line in code if "pytest" in line or "mkdocs" in line or "ruff" in line]
+
+
+def test_install_advice_is_true_and_in_one_place() -> None:
+    """The CPU-only build comes from PyTorch's CPU index (PyPI's Linux wheel is the CUDA one)."""
+    install = (DOCS / "install.md").read_text(encoding="utf-8")
+    assert "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu" in install
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "docs/install.md" in readme
+    for text in (readme, (DOCS / "quickstart.md").read_text(encoding="utf-8")):
+        assert "only to get" not in text  # the pin alone does not give the CPU build
+        assert "whl/cpu" not in text  # the index URL lives in docs/install.md only
+
+
+def test_readme_deepchem_section_names_the_extra() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## DeepChem") :]
+    section = section[: section.index("\n## ", 1)]
+    assert 'pip install -e ".[deepchem]"' in section

@@ -70,6 +70,9 @@ def test_scores_and_report(run):
     book = result.pruner_state["book"]
     np.testing.assert_allclose(train["score"].to_numpy(), book["score"].double().numpy())
     assert train["epochs_kept"].tolist() == book["epochs_kept"].tolist()
+    # 2 epochs: the warm-up epoch trains on everything, the pruned one on half of it
+    assert train["epochs_kept"].min() == 1 and train["epochs_kept"].max() == 2
+    assert int(train["epochs_kept"].sum()) == n_train + n_kept
     counts = scores["split"].value_counts().to_dict()
     assert counts == {
         "train": n_train,
@@ -81,7 +84,8 @@ def test_scores_and_report(run):
     on_disk = json.loads((out / "report.json").read_text())
     assert on_disk == json.loads(json.dumps(report))
     assert on_disk["counts"]["kept"] == n_kept
-    assert on_disk["counts"]["pruned"] == n_train - n_kept
+    assert on_disk["counts"]["dropped"] == n_train - n_kept
+    assert "pruned" not in on_disk["counts"]  # pruned.csv holds the kept rows: no such count
     assert on_disk["files"]["model"] == "model.pt" and (out / "model.pt").is_file()
     assert on_disk["wall_time_s"] == 1.5 and on_disk["parameters"] == {"x": 1}
     buckets = on_disk["scaffolds"]
@@ -115,3 +119,39 @@ def test_atomic_write_replaces_and_uses_normal_permissions(tmp_path: Path):
     mask = os.umask(0)
     os.umask(mask)
     assert target.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_epochs_count_from_one_and_counts_are_integers(run):
+    *_, result, _, out = run
+    text = (out / "report.json").read_text()
+    on_disk = json.loads(text)
+    assert [e["epoch"] for e in on_disk["epochs"]] == [1, 2]
+    assert 1 <= on_disk["best_epoch"] <= 2 and on_disk["best_epoch"] == result.best_epoch + 1
+    for e in on_disk["epochs"]:
+        assert isinstance(e["num_kept"], int) and isinstance(e["epoch"], int)
+    assert f'"num_kept": {on_disk["epochs"][1]["num_kept"]},' in text  # not 119.0
+
+
+def test_score_histogram_shows_every_molecule_including_zero_scores(run):
+    """On the wide-range axis molecules scoring exactly 0 are drawn, and counted in the legend."""
+    from matplotlib.figure import Figure
+
+    from molpeg_plugins.report import plot_score_histogram
+
+    out = run[-1]
+    train = pd.read_csv(out / "scores.csv").query("split == 'train'").reset_index(drop=True)
+    train.loc[:4, "score"] = 0.0  # five molecules the reference agrees with exactly
+    train.loc[5, "score"] = train["score"].max() * 1e4  # a range wide enough for a log axis
+    ax = Figure().subplots()
+    drawn = plot_score_histogram(ax, train, "molpeg")
+    assert drawn == len(train)
+    assert sum(p.get_height() for p in ax.patches) == len(train)  # no molecule left out
+    assert ax.get_xscale() == "symlog"
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    n_kept = int(train["kept"].sum())
+    assert legend == [
+        f"kept ({n_kept})",
+        f"dropped ({len(train) - n_kept})",
+        "5 scored 0 (first bar)",
+    ]
+    assert ax.get_title() == "Final molpeg scores of the training molecules: kept vs dropped"

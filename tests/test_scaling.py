@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import csv
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +45,25 @@ def test_noisy_points_recover_a_b_and_the_interval_covers_b(a: float, b: float) 
     err = np.abs(np.mean(errors, axis=0))
     assert err[0] < 0.01 and err[1] < 0.005  # unbiased
     assert 0.90 <= covered / 200 <= 0.99
+
+
+def test_two_points_give_a_line_without_interval_and_no_warning(tmp_path: Path) -> None:
+    """Two fractions, one seed (what ``--run --fractions 0.3,1.0`` gives): an exact line, no
+    degrees of freedom for an interval, and no ``OptimizeWarning`` on the user's terminal."""
+    results = tmp_path / "results.csv"
+    results.write_text("strategy,fraction,metric,seed\nel2n,0.3,0.81,0\nel2n,1.0,0.9,0\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    proc = subprocess.run(
+        [Path(sys.executable).parent / "molpeg", "scaling", str(results),
+         "-o", str(tmp_path / "out")],
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "Warning" not in proc.stderr
+    with open(tmp_path / "out" / "scaling_fits.csv", newline="") as fh:
+        (fit,) = csv.DictReader(fh)
+    assert float(fit["b"]) == pytest.approx(np.log(0.9 / 0.81) / np.log(1 / 0.3), rel=1e-5)
+    assert fit["b_low"] == fit["b_stderr"] == "nan" and int(fit["n_points"]) == 2
 
 
 def test_bad_inputs_are_refused(tmp_path: Path) -> None:

@@ -119,7 +119,7 @@ def test_cli_feature_mapping_end_to_end_byte_exact(data_dir: Path, tmp_path: Pat
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     original = (data_dir / "bbbp_1k.csv").read_bytes().splitlines(keepends=True)
-    kept = (out / "kept.csv").read_bytes().splitlines(keepends=True)
+    kept = (out / "pruned.csv").read_bytes().splitlines(keepends=True)
     assert kept[0] == original[0]  # header, CRLF kept
     report = json.loads((out / "report.json").read_text())
     assert report["num_source"] == 1000 and report["num_source_invalid"] == 11
@@ -134,6 +134,24 @@ def test_cli_feature_mapping_end_to_end_byte_exact(data_dir: Path, tmp_path: Pat
     assert [int(r["row"]) for r in skipped if r["file"] == "source"][:2] == [59, 61]
     assert (out / "groups.png").stat().st_size > 1000
     assert (out / "groups.csv").read_text().startswith("name,group,rank,size,hits")
+    # the summary looks like `molpeg prune`'s: a table, no raw JSON line, the same counts
+    assert "molpeg prune-source: summary" in result.output
+    assert '{"kept"' not in result.output
+    assert not (out / "kept.csv").exists()
+    flat = " ".join(result.output.replace("│", " ").split())  # the table, cells unwrapped
+    assert f"{report['num_kept']} of 989 valid source molecules" in flat
+    assert "1,000 rows, 11 skipped (invalid SMILES), 989 valid" in flat
+
+
+def test_cli_errors_are_not_read_as_markup(data_dir: Path, tmp_path: Path) -> None:
+    """A file name with brackets reaches the user as written (Rich would eat ``[x]``)."""
+    result = runner.invoke(
+        app,
+        ["prune-source", str(tmp_path / "no[such]file.csv"), "--target",
+         str(data_dir / "esol_600.csv"), "-o", str(tmp_path / "x")],
+    )  # fmt: skip
+    assert result.exit_code != 0
+    assert "no[such]file.csv" in result.output, result.output
 
 
 @pytest.mark.chemprop
@@ -156,7 +174,7 @@ def test_cli_label_mapping_end_to_end(data_dir: Path, tmp_path: Path) -> None:
     report = json.loads((out / "report.json").read_text())
     assert report["units"][0]["name"] == "NR-AhR"
     original = (data_dir / "tox21_800.csv").read_bytes().splitlines(keepends=True)
-    kept = (out / "kept.csv").read_bytes().splitlines(keepends=True)
+    kept = (out / "pruned.csv").read_bytes().splitlines(keepends=True)
     assert len(kept) - 1 == report["num_kept"] == S.kept_count(800, 0.25)
     assert set(kept[1:]) <= set(original[1:])
     positions = [original.index(line) for line in kept[1:]]
@@ -180,7 +198,7 @@ def test_cli_bad_options_fail_with_one_line(data_dir: Path, tmp_path: Path, args
     )  # fmt: skip
     assert result.exit_code == 2
     assert message in result.output
-    assert not (tmp_path / "x" / "kept.csv").exists()
+    assert not (tmp_path / "x" / "pruned.csv").exists()
 
 
 def test_keep_and_csv_errors(tmp_path: Path) -> None:

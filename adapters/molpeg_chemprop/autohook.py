@@ -1,13 +1,23 @@
 """Start-up hook behind ``chemprop train --plugin molpeg`` (imported by ``molpeg_chemprop.pth``).
 
-It does nothing unless ``--plugin`` is on the command line and
-``MOLPEG_DISABLE_CHEMPROP_HOOK`` is not set; only then it registers a post-import hook
-(``wrapt``) that patches ``chemprop.cli.main`` when — and if — that module is imported.
-No other module is imported here, so every other Python process starts as before.
+It does nothing unless ``--plugin`` (or one of molpeg's own options, to explain that they
+need ``--plugin molpeg``) is on the command line and ``MOLPEG_DISABLE_CHEMPROP_HOOK`` is not
+set; only then it registers a post-import hook (``wrapt``) that patches
+``chemprop.cli.main`` when — and if — that module is imported. No other module is imported
+here, so every other Python process starts as before.
 """
 
 import os
 import sys
+
+# The prefixes of molpeg's ``chemprop train`` options (``chemprop_cli.OPTIONS`` has them all).
+FLAG_PREFIXES = (
+    "--plugin",
+    "--prune-",
+    "--ema-momentum",
+    "--keep-invalid-smiles",
+    "--trust-checkpoint",
+)
 
 
 def install() -> bool:
@@ -20,7 +30,7 @@ def install() -> bool:
     }:
         return False
     argv = getattr(sys, "argv", None) or []
-    if not any(a == "--plugin" or a.startswith("--plugin=") for a in argv[1:]):
+    if not any(a.startswith(FLAG_PREFIXES) for a in argv[1:]):
         return False
     try:
         import wrapt

@@ -36,9 +36,30 @@ LAST_CHECKPOINT = "last.ckpt"
 MODEL_FILE = "model.pt"
 
 
+def lightning_noise() -> list[tuple[str, type[Warning], str]]:
+    """``(message regex, category, module regex)`` of the warnings a quiet run hides.
+
+    Lightning's tips, its own deprecation shims and its note on a reused checkpoint folder
+    (molpeg manages the output folder), and torch's notes about ``deterministic="warn"``.
+    Every other warning (from Chemprop, torch, a plugin, the user's code) still reaches the
+    user.
+    """
+    from lightning.fabric.utilities.warnings import PossibleUserWarning
+
+    return [
+        ("", PossibleUserWarning, r"lightning\."),  # tips: dataloader workers, log interval, …
+        (r".*treespec", FutureWarning, r"lightning\."),  # Lightning's pytree shim on new torch
+        (r".*does not have a deterministic implementation", UserWarning, ""),
+        (r"Checkpoint directory .* exists and is not empty", UserWarning, r"lightning\."),
+    ]
+
+
 @contextlib.contextmanager
 def _lightning_quiet(quiet: bool) -> Iterator[None]:
-    """Silence Lightning's informational messages (device summary, tips) when ``quiet``."""
+    """Silence Lightning's informational messages (device summary, tips) when ``quiet``.
+
+    Only the warnings of :func:`lightning_noise` are hidden; nothing else is filtered.
+    """
     if not quiet:
         yield
         return
@@ -48,7 +69,8 @@ def _lightning_quiet(quiet: bool) -> Iterator[None]:
         lg.setLevel(logging.WARNING)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+            for message, category, module in lightning_noise():
+                warnings.filterwarnings("ignore", message, category, module)
             yield
     finally:
         for lg, level in zip(loggers, levels, strict=True):
@@ -114,7 +136,11 @@ class ChempropBackend(Backend):
         from torch.serialization import safe_globals
 
         from molpeg_chemprop.callback import MolPegCallback
-        from molpeg_chemprop.lightning_parts import AtomicCheckpointIO, HistoryCallback
+        from molpeg_chemprop.lightning_parts import (
+            AtomicCheckpointIO,
+            BatchProgress,
+            HistoryCallback,
+        )
         from molpeg_plugins.checkpoints import load_resume_state, vet_checkpoint
 
         pm = job.plugin_manager
@@ -145,7 +171,7 @@ class ChempropBackend(Backend):
         if len(job.val_idx):
             checkpointing = ModelCheckpoint(
                 ckpt_dir,
-                "best-{epoch}",
+                "best",  # no epoch in the name: Lightning's {epoch} counts from 0, molpeg's from 1
                 monitor=monitor,
                 mode="max" if classification else "min",
                 save_top_k=1,
@@ -156,7 +182,12 @@ class ChempropBackend(Backend):
                 accelerator="gpu" if job.device.startswith("cuda") else "cpu",
                 devices=1,
                 logger=False,
-                callbacks=[pruning, reporter, *dict.fromkeys([checkpointing, latest])],
+                callbacks=[
+                    pruning,
+                    reporter,
+                    *dict.fromkeys([checkpointing, latest]),
+                    BatchProgress(job.progress),
+                ],
                 plugins=[AtomicCheckpointIO()],
                 enable_progress_bar=not job.quiet,
                 enable_model_summary=not job.quiet,

@@ -120,11 +120,47 @@ def hook_disabled() -> bool:
     return os.environ.get(DISABLE_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+def molpeg_flags(argv: Sequence[str]) -> list[str]:
+    """molpeg's own ``chemprop train`` options in ``argv`` (``--prune-ratio``, …)."""
+    flags = {flag for dest, (names, _) in OPTIONS.items() if dest != "plugin" for flag in names}
+    return [arg.split("=", 1)[0] for arg in argv if arg.split("=", 1)[0] in flags]
+
+
 def on_import(module: ModuleType) -> None:
-    """Post-import hook for ``chemprop.cli.main``: patch it if ``--plugin`` was given."""
-    if hook_disabled() or not plugin_requested(sys.argv[1:]):
+    """Post-import hook for ``chemprop.cli.main``: patch it if ``--plugin`` was given.
+
+    Without ``--plugin`` but with molpeg options, only Chemprop's "unrecognized arguments"
+    error is extended with a hint to add ``--plugin molpeg``.
+    """
+    if hook_disabled():
         return
-    patch(module)
+    if plugin_requested(sys.argv[1:]):
+        patch(module)
+    elif molpeg_flags(sys.argv[1:]):
+        add_plugin_hint(module)
+
+
+def add_plugin_hint(main_module: ModuleType) -> None:
+    """Make Chemprop's parser say that molpeg's options need ``--plugin molpeg``."""
+    original_construct = main_module.construct_parser
+
+    def construct_parser() -> Any:
+        parser = original_construct()
+        original_error = parser.error
+
+        def error(message: str) -> Any:
+            flags = molpeg_flags(sys.argv[1:])
+            if "unrecognized arguments" in message and flags:
+                message += (
+                    f"\nhint: {', '.join(dict.fromkeys(flags))} only work with --plugin molpeg; "
+                    "add --plugin molpeg to the command line"
+                )
+            return original_error(message)
+
+        parser.error = error
+        return parser
+
+    main_module.construct_parser = construct_parser
 
 
 def patch(main_module: ModuleType) -> None:
@@ -377,7 +413,7 @@ def _smiles_problem(smi: str, column: str, make: Any) -> str:
     except Exception:  # RDKit and Chemprop raise several exception types
         mol = None
     if mol is None or mol.GetNumAtoms() == 0:
-        return f"invalid SMILES {smi!r} in column {column!r}"
+        return f"invalid SMILES '{smi}' in column {column!r}"  # as written, copyable
     return ""
 
 

@@ -1,4 +1,5 @@
-"""Lightning pieces of the ``chemprop`` backend: atomic checkpoints and the epoch history."""
+"""Lightning pieces of the ``chemprop`` backend: atomic checkpoints, batch progress and the
+epoch history."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from lightning import pytorch as pl
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from molpeg_plugins.atomic import torch_save
+from molpeg_plugins.backend import BATCH_PROGRESS
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -19,6 +21,41 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     ) -> None:
         """Write ``checkpoint`` to a temporary file next to ``path``, then rename it."""
         torch_save(path, checkpoint)
+
+
+class BatchProgress(pl.Callback):
+    """Reports every training batch to :attr:`~molpeg_plugins.backend.FitJob.progress`.
+
+    One :data:`~molpeg_plugins.backend.BATCH_PROGRESS` task per epoch, sized with the
+    epoch's (pruned) number of batches, so ``molpeg prune`` shows a batch bar with an ETA.
+
+    Args:
+        progress: the job's ``progress(description, total)`` context-manager factory.
+    """
+
+    def __init__(self, progress: Any) -> None:
+        self.progress = progress
+        self._task: Any = None
+        self._advance: Any = None
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Open the epoch's batch task."""
+        total = trainer.num_training_batches
+        self._task = self.progress(
+            BATCH_PROGRESS, total=int(total) if math.isfinite(total) else None
+        )
+        self._advance = self._task.__enter__()
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any, **kwargs: Any) -> None:
+        """One more batch done."""
+        if self._advance is not None:
+            self._advance(1)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Close the epoch's batch task (its clock stops)."""
+        if self._task is not None:
+            self._task.__exit__(None, None, None)
+            self._task = self._advance = None
 
 
 class HistoryCallback(pl.Callback):

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from molpeg_plugins.backend import Backend, FitJob, FitResult, evaluate, improves
+from molpeg_plugins.backend import BATCH_PROGRESS, Backend, FitJob, FitResult, evaluate, improves
 from molpeg_plugins.errors import ConfigError, MolPegError
 
 MODEL_KIND = "molpeg-deepchem-multitask"
@@ -164,13 +164,15 @@ class DeepChemBackend(Backend):
                 torch.cuda.set_rng_state_all(list(state["cuda_rng"]))
 
         for epoch in range(start_epoch, job.epochs):
-            model.fit(
-                pruning.dataset,
-                nb_epoch=1,
-                loss=pruning.loss,
-                callbacks=[pruning.callback],
-                checkpoint_interval=0,
-            )
+            steps = -(-len(pruning.dataset) // job.batch_size)
+            with job.progress(BATCH_PROGRESS, total=steps) as advance:
+                model.fit(
+                    pruning.dataset,
+                    nb_epoch=1,
+                    loss=pruning.loss,
+                    callbacks=[pruning.callback, lambda model, step, **kw: advance(1)],
+                    checkpoint_interval=0,
+                )
             stats = pruning.pruner.history[-1]
             val_metrics = self._metrics(model, job, val, targets[job.val_idx])
             named = {f"val_{k}": v for k, v in val_metrics.items()}

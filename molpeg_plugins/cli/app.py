@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from molpeg_plugins import __version__
@@ -51,10 +52,10 @@ def strategies() -> None:
     table.add_column("description")
     for name, cls in get_plugin_manager().strategies().items():
         table.add_row(
-            name,
+            escape(name),
             "dynamic" if cls.dynamic else "static",
             ", ".join(sorted(cls.tasks)),
-            cls.description,
+            escape(cls.description),
         )
     Console().print(table)
 
@@ -75,7 +76,12 @@ def backends() -> None:
     table.add_column("description")
     for name, backend in get_plugin_manager().backends().items():
         ok, detail = backend.availability()
-        table.add_row(name, "[green]yes[/]" if ok else "[red]no[/]", detail, backend.description)
+        table.add_row(  # plugin texts are shown as written: `molpeg[deepchem]` is not markup
+            escape(name),
+            "[green]yes[/]" if ok else "[red]no[/]",
+            escape(detail),
+            escape(backend.description),
+        )
     Console().print(table)
 
 

@@ -30,7 +30,7 @@ from rich.progress import (
 from rich.table import Table
 
 from molpeg_plugins import outputs
-from molpeg_plugins.backend import Advance, Backend, FitJob
+from molpeg_plugins.backend import BATCH_PROGRESS, Advance, Backend, FitJob
 from molpeg_plugins.cli.app import app
 from molpeg_plugins.errors import ConfigError, MolPegError
 from molpeg_plugins.hookspecs import hookimpl
@@ -42,8 +42,8 @@ EPILOG = """\
 [bold]Examples[/bold]
   molpeg prune --output out/          (bundled BBBP data, default settings)
   molpeg prune data.csv --target-columns p_np --epochs 30 --output out/
-  molpeg prune tox21.csv.gz --target-columns NR-AR,NR-AhR --split scaffold -o out/
-  molpeg prune esol.csv --target-columns logS --task regression -o out/
+  molpeg prune tox21.csv.gz --target-columns NR-AR,NR-AhR -o out/
+  molpeg prune esol.csv --target-columns logS --split scaffold -o out/
   molpeg prune data.csv --target-columns y --backend torch --resume -o out/
 
 [bold]Outputs[/bold] in OUTPUT: pruned.csv (the kept training rows, exactly as in the input), \
@@ -108,6 +108,7 @@ class Display:
         self.console = console or Console(stderr=True)
         self.mode = "quiet" if quiet else ("rich" if self.console.is_terminal else "plain")
         self.progress: Progress | None = None
+        self._rows: dict[str, Any] = {}  # description → Rich task id
         if self.mode == "rich":
             self.progress = Progress(
                 TextColumn("[progress.description]{task.description}"),
@@ -135,15 +136,30 @@ class Display:
 
     @contextlib.contextmanager
     def task(self, description: str, total: int | None = None) -> Iterator[Advance]:
-        """A progress task; yields ``advance(n)`` (this is :attr:`FitJob.progress`)."""
+        """A progress task; yields ``advance(n)`` (this is :attr:`FitJob.progress`).
+
+        A task that ends is marked complete, so its clock stops (one of unknown size shows
+        what it counted). A task opened again under the same description (the
+        :data:`~molpeg_plugins.backend.BATCH_PROGRESS` task, once per epoch) reuses its row,
+        restarted. Plain mode logs one line per finished task, except the per-epoch batch
+        task (the epoch line says it all).
+        """
         if self.progress is not None:
-            task_id = self.progress.add_task(description, total=total, info="")
+            task_id = self._rows.get(description)
+            if task_id is None:
+                task_id = self.progress.add_task(description, total=total, info="")
+                self._rows[description] = task_id
+            else:
+                self.progress.reset(task_id, total=total, completed=0)
             yield lambda n=1: self.progress.advance(task_id, n)
-            self.progress.update(task_id, completed=total)
+            done = self.progress.tasks[self.progress.task_ids.index(task_id)].completed
+            final = total if total is not None else max(int(done), 1)
+            self.progress.update(task_id, total=final, completed=final)
             return
         started = time.perf_counter()
         yield lambda n=1: None
-        self.log(f"{description}: done in {time.perf_counter() - started:.1f} s")
+        if description != BATCH_PROGRESS:
+            self.log(f"{description}: done in {time.perf_counter() - started:.1f} s")
 
     def add_task(self, description: str, total: int, completed: int = 0) -> Any:
         """Add a Rich task (``None`` when not on a terminal)."""
@@ -311,7 +327,10 @@ def prune(
         show_default=False,
     ),
     task: Task | None = typer.Option(
-        None, help="Default: classification if every label is 0/1, else regression."
+        None,
+        metavar="<task>",
+        help="classification or regression. Default: classification if every label is 0/1.",
+        show_default=False,
     ),
     prune_ratio: float = typer.Option(
         0.6, help="Fraction of the training set removed per pruned epoch, in [0, 1)."
@@ -323,7 +342,9 @@ def prune(
         None, help="Checkpoint to fine-tune from (loaded with weights_only=True)."
     ),
     trust_checkpoint: bool = typer.Option(
-        False, help="Load --pretrained without the safety allow-list (only files you trust)."
+        False,
+        "--trust-checkpoint",
+        help="Load --pretrained without the safety allow-list (only files you trust).",
     ),
     split: Split = typer.Option(Split.random, help="Train/validation/test split."),
     split_sizes: str = typer.Option("0.8,0.1,0.1", help="Train,validation,test fractions."),
@@ -347,7 +368,7 @@ def prune(
         show_default=False,
     ),
     resume: bool = typer.Option(
-        False, help="Continue an interrupted run from the state saved in OUTPUT."
+        False, "--resume", help="Continue an interrupted run from the state saved in OUTPUT."
     ),
     overwrite: bool = typer.Option(
         False,
@@ -422,7 +443,7 @@ def run_prune(display: Display, *, data: Path | None, output: Path, **opts: Any)
         split_positions,
     )
     from molpeg_plugins.plugins import make_plugin_manager
-    from molpeg_plugins.report import RunLayout, write_report
+    from molpeg_plugins.report import RunLayout, cross_split_duplicates, write_report
     from molpeg_plugins.sanity import check_schedule, fit_checked, split_notes
 
     started = time.perf_counter()
@@ -504,6 +525,15 @@ def run_prune(display: Display, *, data: Path | None, output: Path, **opts: Any)
         f"{opts['split']} split {len(train)}/{len(val)}/{len(test)}; backend {backend.name}, "
         f"strategy {config.strategy}, prune ratio {config.prune_ratio}, device {device}"
     )
+    leaks = cross_split_duplicates(table, layout)
+    if leaks:
+        display.log(
+            f"Warning: {len(leaks)} duplicate molecules sit in a different split than their "
+            f"first copy (e.g. row {leaks[0]['row']} in {leaks[0]['split']}, row "
+            f"{leaks[0]['duplicate_of']} in {leaks[0]['split_of_original']}); they leak between "
+            "splits: deduplicate the input for a clean test score (all listed in report.json)",
+            style="yellow",
+        )
 
     # -- training
     pm.register(EpochProgress(display, opts["epochs"], len(train)), name="molpeg-cli-progress")
@@ -593,14 +623,19 @@ def summary_table(report: dict[str, Any], output: Path) -> Table:
     table.add_row(
         "rows",
         f"{c['input_rows']} read, {c['invalid']} skipped (invalid), "
-        f"{c['duplicates']} duplicates flagged",
+        f"{c['duplicates']} duplicates flagged ({c['cross_split_duplicates']} across splits)",
     )
     table.add_row(
         "split", f"{p['split']}: train {c['train']}, validation {c['validation']}, test {c['test']}"
     )
     share = c["kept"] / max(c["train"], 1)
-    table.add_row("kept", f"{c['kept']} of {c['train']} training molecules ({share:.0%})")
-    table.add_row("reported epoch", str(report["best_epoch"] + 1))
+    table.add_row(
+        "kept",
+        f"{c['kept']} of {c['train']} training molecules ({share:.0%}) in pruned.csv, "
+        f"{c['dropped']} dropped",
+    )
+    why = f"best validation {report['metric']}" if c["validation"] else "last; no validation split"
+    table.add_row("model", f"epoch {report['best_epoch']} of {p['epochs']} ({why})")
     for label, key in (("validation", "validation_metrics"), ("test", "test_metrics")):
         values = report[key]
         shown = "  ".join(f"{k} {v:.4f}" for k, v in values.items() if v is not None)

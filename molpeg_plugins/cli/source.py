@@ -3,7 +3,8 @@
 Prunes a pretraining (source) set for one downstream (target) set; see
 :mod:`molpeg_plugins.source`. Outputs in ``OUT_DIR``, all written atomically:
 
-* ``kept.csv``: the header and the kept source rows, byte for byte, in their original order;
+* ``pruned.csv``: the header and the kept source rows, byte for byte, in their original order
+  (the same name as the output of ``molpeg prune``);
 * ``scores.csv``: one row per source data row: ``row`` (0-based data row), ``group``,
   ``group_rank``, ``kept``;
 * ``groups.csv``: one row per group (feature mapping) or task (label mapping), in rank order;
@@ -15,16 +16,20 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import typer
+from rich.console import Console
+from rich.markup import escape
 
 from molpeg_plugins.cli.app import app
 from molpeg_plugins.errors import ConfigError, MolPegError
+
+PRUNED_FILE = "pruned.csv"
+OUTPUTS = (PRUNED_FILE, "scores.csv", "groups.csv", "skipped.csv", "report.json", "groups.png")
 
 
 def _progress_callback(progress: Any) -> Any:
@@ -54,11 +59,11 @@ def write_outputs(
     target_smiles: list[str],
     report: dict[str, Any],
 ) -> None:
-    """Write kept.csv, scores.csv, groups.csv, skipped.csv, report.json and groups.png."""
+    """Write pruned.csv, scores.csv, groups.csv, skipped.csv, report.json and groups.png."""
     from molpeg_plugins.atomic import write_bytes, write_json
 
     out.mkdir(parents=True, exist_ok=True)
-    source.write_subset(out / "kept.csv", selection.kept)
+    source.write_subset(out / PRUNED_FILE, selection.kept)
     kept_mask = np.zeros(selection.num_source, dtype=bool)
     kept_mask[selection.kept] = True
     # feature mapping: group_of holds group ids; label mapping: it already holds task ranks
@@ -102,6 +107,7 @@ def _plot(path: Path, selection: Any) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     from molpeg_plugins.atomic import atomic_path
 
@@ -120,7 +126,14 @@ def _plot(path: Path, selection: Any) -> None:
     ax2.set_ylabel(
         "target molecules mapped" if selection.method == "feature-mapping" else "target score"
     )
-    ax.set_title(f"{selection.method}: {len(selection.kept):,} of {selection.num_source:,} kept")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # ranks and counts are integers
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    if selection.method == "feature-mapping":
+        ax2.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_title(
+        f"{selection.method}: {len(selection.kept):,} of {selection.num_valid:,} valid source "
+        "molecules kept, by group"
+    )
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = ax2.get_legend_handles_labels()
     ax.legend(h1 + h2, l1 + l2, loc="upper right", fontsize=8)
@@ -176,7 +189,6 @@ def prune_source(
     seed: int = typer.Option(0, "--seed", help="Seed of k-means and boundary sampling."),
 ) -> None:
     """Prune a pretraining set down to the part a downstream set maps to."""
-    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from molpeg_plugins import source as src_mod
@@ -199,7 +211,7 @@ def prune_source(
         source_smiles = records.values[smiles_col]
         target_smiles = tgt.values[tgt_col]
         console.print(
-            f"source {source.name}: {len(records):,} rows · target {target.name}: "
+            f"source {escape(source.name)}: {len(records):,} rows · target {escape(target.name)}: "
             f"{len(tgt):,} rows · {method}, keep {keep:g}"
         )
         with Progress(
@@ -263,12 +275,40 @@ def prune_source(
         }
         write_outputs(output, selection, records, source_smiles, target_smiles, report)
     except MolPegError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[bold red]Error:[/] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
-    top = ", ".join(str(u["name"]) for u in selection.units[:5])
-    console.print(
-        f"kept {len(selection.kept):,} of {selection.num_valid:,} valid source molecules "
-        f"({len(selection.invalid_rows)} unparsable skipped) · top: {top} · "
-        f"{elapsed:.1f} s, peak RSS {_peak_rss_mib():,.0f} MiB → {output}"
+    Console().print(source_summary(report, output))
+
+
+def source_summary(report: dict[str, Any], output: Path) -> Any:
+    """The Rich table printed at the end of ``prune-source`` (the style of ``molpeg prune``)."""
+    from rich.table import Table
+
+    table = Table(title="molpeg prune-source: summary", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row(
+        "source",
+        f"{escape(report['source'])}: {report['num_source']:,} rows, "
+        f"{report['num_source_invalid']:,} skipped (invalid SMILES), "
+        f"{report['num_source_valid']:,} valid",
     )
-    typer.echo(json.dumps({"kept": len(selection.kept), "output": str(output)}))
+    table.add_row(
+        "target",
+        f"{escape(report['target'])}: {report['num_target']:,} rows, "
+        f"{report['num_target_invalid']:,} skipped (invalid SMILES)",
+    )
+    table.add_row("method", f"{report['method']}, keep {report['keep']:g}, seed {report['seed']}")
+    share = report["num_kept"] / max(report["num_source_valid"], 1)
+    table.add_row(
+        "kept",
+        f"{report['num_kept']:,} of {report['num_source_valid']:,} valid source molecules "
+        f"({share:.0%}) in {PRUNED_FILE}",
+    )
+    top = ", ".join(str(u["name"]) for u in report["units"][:5])
+    table.add_row("top groups" if report["method"] == "feature-mapping" else "top tasks", top)
+    table.add_row(
+        "wall time", f"{report['wall_seconds']:.1f} s, peak RSS {report['peak_rss_mib']:,.0f} MiB"
+    )
+    table.add_row("outputs", f"{escape(str(output))}/: {', '.join(OUTPUTS)}")
+    return table
