@@ -12,6 +12,7 @@ skipped). ``--report`` regenerates ``docs/benchmarks.md`` and the plots from the
     python benchmarks/run.py --tier own              # from our own pretrained encoder
     python benchmarks/run.py --tier investigate      # MolPeg at 90%: annealing and β (CPU)
     python benchmarks/run.py --tier reference --jobs 2 --threads 1  # cheaper references (CPU)
+    python benchmarks/run.py --tier equal-time       # full data for 3, 4 and 6 epochs (CPU)
     python benchmarks/run.py --tier paper --jobs 12  # the full grid (GPU; resumable)
     python benchmarks/run.py --report                # tables + plots only
 
@@ -83,15 +84,21 @@ class Run:
     foundation: Path
 
     @property
-    def key(self) -> tuple[str, str, str, str]:
-        return (self.dataset.name, self.method, f"{self.ratio:.2f}", str(self.seed))
+    def key(self) -> tuple[str, str, str, str, str]:
+        return (
+            self.dataset.name,
+            self.method,
+            f"{self.ratio:.2f}",
+            str(self.seed),
+            str(self.epochs),
+        )
 
 
 HIV = Dataset("HIV", SHARED / "data/moleculenet/HIV.csv", "classification", "HIV_active", "roc")
 LIPO = Dataset(
     "Lipophilicity", SHARED / "data/moleculenet/Lipophilicity.csv", "regression", "exp", "rmse"
 )
-TIERS = ["quick", "timing", "gpu-timing", "own", "investigate", "reference", "paper"]
+TIERS = ["quick", "timing", "gpu-timing", "own", "investigate", "reference", "equal-time", "paper"]
 METHODS = ["molpeg", "infobatch", "soft-random", "hard-random", "el2n"]
 # Method variants of the `investigate` tier: name → (strategy, extra chemprop options).
 VARIANTS = {
@@ -147,6 +154,11 @@ def grid(tier: str, foundation: Path) -> list[Run]:
                 for s in (0, 1, 2)
                 for m in methods
             ]
+    elif tier == "equal-time":
+        # Full data trained for fewer epochs (Chemprop sizes its Noam schedule to the run's own
+        # epochs), to set against pruned 10-epoch runs of the same wall time (HIV-10k).
+        hiv = Dataset(**{**HIV.__dict__, "name": "HIV-10k", "subsample": 10_000})
+        runs += [Run(hiv, "full", 0.0, s, e, foundation) for e in (4, 6, 3) for s in (0, 1, 2)]
     elif tier == "own":
         # Fine-tuning from our own descriptor-pretrained encoder (pretrain_descriptors.py).
         hiv = Dataset(**{**HIV.__dict__, "name": "HIV-10k", "subsample": 10_000})
@@ -306,12 +318,15 @@ def git_commit() -> str:
     return out.stdout.strip() or "unknown"
 
 
-def done_keys(path: Path) -> set[tuple[str, str, str, str]]:
+def done_keys(path: Path) -> set[tuple[str, str, str, str, str]]:
     """Grid points already in a results CSV."""
     if not path.exists():
         return set()
     with path.open() as f:
-        return {(r["dataset"], r["method"], r["ratio"], r["seed"]) for r in csv.DictReader(f)}
+        return {
+            (r["dataset"], r["method"], r["ratio"], r["seed"], r["epochs"])
+            for r in csv.DictReader(f)
+        }
 
 
 _APPEND_LOCK = threading.Lock()

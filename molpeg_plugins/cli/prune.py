@@ -608,6 +608,16 @@ def run_prune(display: Display, *, data: Path | None, output: Path, **opts: Any)
     return summary_table(report, output)
 
 
+def _reference_note(parameters: dict[str, Any]) -> str:
+    """`` (head reference, refreshed every 4th batch)`` when not the paper's reference."""
+    parts = []
+    if parameters.get("reference", "model") != "model":
+        parts.append(f"{parameters['reference']} reference")
+    if parameters.get("reference_every", 1) != 1:
+        parts.append(f"reference every {parameters['reference_every']} batches")
+    return f" ({', '.join(parts)})" if parts else ""
+
+
 def summary_table(report: dict[str, Any], output: Path) -> Table:
     """The Rich table printed at the end of a run."""
     c, p = report["counts"], report["parameters"]
@@ -617,8 +627,8 @@ def summary_table(report: dict[str, Any], output: Path) -> Table:
     table.add_row("data", f"{p['data']}  ({', '.join(p['target_columns'])}, {p['task']})")
     table.add_row(
         "run",
-        f"backend {p['backend']}, strategy {p['strategy']}, prune ratio {p['prune_ratio']}, "
-        f"{p['epochs']} epochs, seed {p['seed']}, {p['device']}",
+        f"backend {p['backend']}, strategy {p['strategy']}{_reference_note(p)}, prune ratio "
+        f"{p['prune_ratio']}, {p['epochs']} epochs, seed {p['seed']}, {p['device']}",
     )
     table.add_row(
         "rows",
