@@ -238,15 +238,67 @@ def main() -> None:
                 writer.writeheader()
             writer.writerow(row)
         print(f"{name}: {wall:.1f} s", flush=True)
-    full = next((r for r in results if r["config"] == "full"), None)
-    print("\n| phase (s) | " + " | ".join(r["config"] for r in results) + " |")
-    print("|---" * (len(results) + 1) + "|")
+    markdown = anatomy_markdown(results, args, rows)
+    from molpeg_plugins.atomic import write_text
+
+    write_text(RESULTS / "run_anatomy.md", markdown)
+    print(markdown)
+
+
+LABELS = {
+    "startup": "interpreter start and imports",
+    "input_check": "molpeg's input check (`--plugin molpeg`)",
+    "parse_split": "reading, parsing and splitting the CSV",
+    "datasets": "building the datasets",
+    "featurise": "featurisation (Chemprop's dataset cache)",
+    "model_setup": "model, trainer and data-loader set-up",
+    "train": "training epochs (without validation and checkpoints)",
+    "reference": "· of which the MolPeg reference forward",
+    "ema": "· of which the EMA update",
+    "selection": "· of which scoring and selection",
+    "validation": "validation (every epoch)",
+    "checkpoint": "checkpoint writes",
+    "test": "best-model reload and test evaluation",
+    "total": "**wall time**",
+}
+
+
+def anatomy_markdown(results: list[dict[str, Any]], args: argparse.Namespace, rows: int) -> str:
+    """The phase table (seconds, and each run's total relative to the full-data run)."""
+    import platform
+
+    import torch
+
+    names = [r["config"] for r in results]
+    lines = [
+        "| phase (seconds) | " + " | ".join(f"`{n}`" for n in names) + " |",
+        "|---" + "|---:" * len(names) + "|",
+    ]
     for phase in PHASES:
-        print(f"| {phase} | " + " | ".join(f"{r[phase]:.1f}" for r in results) + " |")
+        lines.append(
+            f"| {LABELS[phase]} | " + " | ".join(f"{r[phase]:.1f}" for r in results) + " |"
+        )
+    full = next((r for r in results if r["config"] == "full"), None)
     if full is not None:
-        for key in ("total", "train"):
-            ratios = " | ".join(f"{r[key] / full[key]:.2f}" for r in results)
-            print(f"| {key} / full | {ratios} |")
+        for key, label in (("total", "wall time / full"), ("train", "training / full")):
+            lines.append(
+                f"| {label} | " + " | ".join(f"{r[key] / full[key]:.2f}" for r in results) + " |"
+            )
+    loads = ", ".join(f"{r['load_before']:.1f}" for r in results)
+    only = f" --only {args.only}" if args.only else ""
+    return f"""### Anatomy of a whole run (Chemprop, CPU)
+
+`chemprop train` on HIV-10k ({rows:,} molecules, scaffold-balanced 80/10/10), fine-tuned from
+the ADMET-AI encoder for {args.epochs} epochs; pruned runs add `--plugin molpeg --prune-ratio
+{args.ratio}` and the options of their column (`molpeg-head`: `--prune-reference head`,
+`molpeg-every4`: `--prune-reference-every 4`). The runs went one after another on
+{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, with nothing else
+running (1-minute load average at each start: {loads}).
+
+Command: `python benchmarks/bench_run_anatomy.py --epochs {args.epochs} --ratio {args.ratio}{only}`
+
+{chr(10).join(lines)}
+"""
 
 
 if __name__ == "__main__":
