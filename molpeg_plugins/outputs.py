@@ -39,7 +39,7 @@ RESULT_FILES = ("pruned.csv", "scores.csv", "scores.parquet", "model.pt", MARKER
 PLOTS_DIR = "plots"
 RESUME_FILE = "resume.pt"
 CHECKPOINT_DIR = "checkpoints"
-CHECKPOINT_PATTERNS = ("last*.ckpt", "best-*.ckpt")
+CHECKPOINT_PATTERNS = ("last*.ckpt", "best*.ckpt")
 
 
 @dataclass
