@@ -154,7 +154,34 @@ class Pruner:
     def _generator(self, epoch: int) -> torch.Generator:
         return torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
 
-    def _select(self, epoch: int) -> EpochSelection:
+    def _staleness(
+        self, epoch: int, indices: torch.Tensor, previous: torch.Tensor | None
+    ) -> dict[str, float]:
+        """How old the scores behind a pruned epoch's keep set are, and how much it changed.
+
+        ``score_age_mean``/``score_age_max``: epochs since the kept samples' scores were
+        computed (0 = in the epoch just finished); ``visited_since_warmup``: fraction of the
+        training set scored in at least one pruned epoch; ``keep_turnover``: fraction of the
+        keep set that was not trained on in the previous epoch.
+        """
+        last = self.book.last_epoch
+        scored = last[indices]
+        scored = scored[scored >= 0]
+        out: dict[str, float] = {}
+        if scored.numel():
+            age = (epoch - 1 - scored).float()
+            out.update(score_age_mean=age.mean().item(), score_age_max=age.max().item())
+        first = self.config.warmup_epochs
+        out["visited_since_warmup"] = (
+            (last >= first).float().mean().item() if epoch > first else 0.0
+        )
+        if previous is not None:
+            before = torch.zeros(self.num_samples, dtype=torch.bool, device=self.device)
+            before[previous.to(self.device).long()] = True
+            out["keep_turnover"] = 1.0 - before[indices].float().mean().item()
+        return out
+
+    def _select(self, epoch: int, previous: torch.Tensor | None = None) -> EpochSelection:
         gen = self._generator(epoch)
         weights = torch.ones(self.num_samples, device=self.device)
         if not self.is_pruned_epoch(epoch):
@@ -179,6 +206,8 @@ class Pruner:
             perm = torch.randperm(indices.numel(), generator=gen).to(self.device)
             indices = indices[perm]
         stats = {"num_kept": float(indices.numel()), **self.book.stats(indices)}
+        if pruned:
+            stats.update(self._staleness(epoch, indices, previous))
         selection = EpochSelection(epoch, indices, weights, pruned, stats)
         self.sampler.set_order(indices)
         return selection
@@ -276,7 +305,7 @@ class Pruner:
         self.history.append({"epoch": float(self.epoch), **self.current.stats, **stats})
         self.pm.hook.molpeg_epoch_end(pruner=self, epoch=self.epoch, stats=stats)
         self.epoch += 1
-        self.current = self._select(self.epoch)
+        self.current = self._select(self.epoch, previous=self.current.indices)
         self.pm.hook.molpeg_selection_made(pruner=self, selection=self.current)
         return self.current
 
