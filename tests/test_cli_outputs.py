@@ -432,3 +432,18 @@ def test_chemprop_without_validation_molecules(bbbp: Path, tmp_path: Path, case:
     assert report["counts"]["validation"] == 0
     assert report["epochs"][0]["num_kept"] == report["counts"]["train"]
     assert report["best_epoch"] == 1 and len(report["files"]["plots"]) == 4
+
+
+def test_a_model_written_into_the_output_folder_joins_the_staged_set(tmp_path: Path):
+    """A backend that ignores ``FitJob.model_dir`` still gets its model into the result set."""
+    from molpeg_plugins import outputs
+
+    out = tmp_path / "o"
+    staging = outputs.prepare(out, overwrite=False, log=print)
+    (out / "model.pt").write_bytes(b"weights")
+    moved = outputs.stage_file(out / "model.pt", out, staging)
+    assert moved == staging / "model.pt" and moved.read_bytes() == b"weights"
+    elsewhere = tmp_path / "elsewhere.pt"
+    elsewhere.write_bytes(b"x")
+    assert outputs.stage_file(elsewhere, out, staging) == elsewhere and elsewhere.exists()
+    assert outputs.stage_file(None, out, staging) is None
