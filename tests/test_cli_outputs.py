@@ -338,17 +338,19 @@ def test_kill_9_at_every_stage_never_leaves_a_mixed_result_set(bbbp: Path, tmp_p
     staged = [i + 1 for i, m in enumerate(moves) if "/.molpeg-staging/" in m]
     committed = [i + 1 for i, m in enumerate(moves) if i + 1 > staged[-1]]
     assert moves[0].endswith("/resume.pt") and moves[-1].endswith("/counted/report.json")
-    kills = {
-        "replace:2": "old",  # training: the resume state of epoch 2 is being saved
-        f"replace:{staged[2]}": "old",  # writing the outputs (into the staging folder)
-        f"replace:{committed[0]}": "none",  # moving: the old files are gone, none moved yet
-        f"replace:{committed[-1]}": "moving",  # moving: all but the marker in place
-        "after-commit": "new",  # the new set is complete, the resume state not yet removed
-    }
-    for i, (kill_at, expected) in enumerate(kills.items()):
+    kills = [  # (where, start from the old set?, what the folder holds after the kill)
+        ("replace:2", True, "old"),  # training: the resume state of epoch 2 is being saved
+        (f"replace:{staged[2]}", True, "old"),  # writing the outputs (into the staging folder)
+        (f"replace:{staged[2]}", False, "none"),  # the same in a new folder: no partial set
+        (f"replace:{committed[0]}", True, "none"),  # moving: old files gone, none moved yet
+        (f"replace:{committed[-1]}", True, "moving"),  # moving: all but the marker in place
+        ("after-commit", True, "new"),  # the set is complete, the resume state not yet gone
+    ]
+    for i, (kill_at, from_old, expected) in enumerate(kills):
         out = tmp_path / f"killed{i}"
-        shutil.copytree(old_run, out)
-        proc = run(out, kill_at, "--overwrite")
+        if from_old:
+            shutil.copytree(old_run, out)
+        proc = run(out, kill_at, *(["--overwrite"] if from_old else []))
         assert proc.returncode == -signal.SIGKILL, (kill_at, proc.stderr)
         assert check_whole(out, old, new) == expected, kill_at
         assert (out / "resume.pt").is_file(), "the resume state lives until the set is whole"
@@ -430,3 +432,18 @@ def test_chemprop_without_validation_molecules(bbbp: Path, tmp_path: Path, case:
     assert report["counts"]["validation"] == 0
     assert report["epochs"][0]["num_kept"] == report["counts"]["train"]
     assert report["best_epoch"] == 1 and len(report["files"]["plots"]) == 4
+
+
+def test_a_model_written_into_the_output_folder_joins_the_staged_set(tmp_path: Path):
+    """A backend that ignores ``FitJob.model_dir`` still gets its model into the result set."""
+    from molpeg_plugins import outputs
+
+    out = tmp_path / "o"
+    staging = outputs.prepare(out, overwrite=False, log=print)
+    (out / "model.pt").write_bytes(b"weights")
+    moved = outputs.stage_file(out / "model.pt", out, staging)
+    assert moved == staging / "model.pt" and moved.read_bytes() == b"weights"
+    elsewhere = tmp_path / "elsewhere.pt"
+    elsewhere.write_bytes(b"x")
+    assert outputs.stage_file(elsewhere, out, staging) == elsewhere and elsewhere.exists()
+    assert outputs.stage_file(None, out, staging) is None
