@@ -14,6 +14,7 @@ import csv
 import difflib
 import gzip
 import io
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,6 +156,11 @@ def read_records(path: Path) -> CsvRecords:
             f"{path}: the file is empty; expected a header row (e.g. 'smiles,label') "
             "and one molecule per row"
         )
+    if body.lstrip()[:1] in ("[", "{") and _is_json(body):
+        raise DataError(
+            f"{path}: this is a JSON file, not a CSV; convert it first, e.g. with "
+            "pandas.read_json(path).to_csv('data.csv', index=False)"
+        )
     consumed: list[str] = []
 
     def physical_lines():
@@ -257,6 +263,25 @@ def quote_merge_problem(chunk: str, line: int, width: int) -> str:
 # --------------------------------------------------------------------------- columns & labels
 
 
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _other_delimiter(columns: Sequence[str]) -> str | None:
+    """``"semicolon"``/``"tab"``/``"pipe"`` if a one-column header is split by that instead."""
+    if len(columns) != 1:
+        return None
+    try:
+        found = csv.Sniffer().sniff(str(columns[0]), delimiters=";\t|").delimiter
+    except csv.Error:
+        return None
+    return {";": "semicolon", "\t": "tab", "|": "pipe"}.get(found)
+
+
 def check_column(path: Path, name: str, columns: Sequence[str], option: str) -> str:
     """Return ``name`` if it is a column, else raise naming the closest one."""
     if name in columns:
@@ -265,6 +290,13 @@ def check_column(path: Path, name: str, columns: Sequence[str], option: str) -> 
     close = [lowered[name.lower().strip()]] if name.lower().strip() in lowered else []
     close = close or difflib.get_close_matches(name, list(columns), n=1, cutoff=0.5)
     hint = f"did you mean {option} {close[0]!r}? " if close else ""
+    delimiter = _other_delimiter(columns)
+    if delimiter:
+        hint = (
+            f"the file looks {delimiter}-separated, and molpeg reads comma-separated files: "
+            f"convert it first (e.g. pandas.read_csv(path, sep=...).to_csv('data.csv', "
+            "index=False)); "
+        )
     raise ConfigError(
         f"{path}: no column {name!r}; {hint}columns are: {', '.join(map(repr, columns))}"
     )

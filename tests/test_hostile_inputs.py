@@ -65,6 +65,9 @@ def test_every_finished_run_loses_no_good_row(outcomes: list[Outcome]):
         ("target-twice", 2, "more than once"),
         ("duplicate-header-target", 1, "more than once"),
         ("duplicate-header-other", 0, "the header repeats column name 'name'"),
+        ("json", 1, "this is a JSON file, not a CSV"),
+        ("semicolon", 2, "the file looks semicolon-separated"),
+        ("tab", 2, "the file looks tab-separated"),
     ],
 )
 def test_issue_cases_give_their_message(outcomes: list[Outcome], name: str, code: int, text: str):
