@@ -178,7 +178,7 @@ def read_records(path: Path) -> CsvRecords:
                 records.append((chunk, line_no, len(fields)))
             line_no += _line_count(chunk)
     except csv.Error as exc:
-        raise DataError(f"{path} line {line_no}: malformed CSV ({exc})") from None
+        raise DataError(f"{path} line {line_no}: {csv_error_message(exc)}") from None
     if records and ends_in_open_quote(records[-1][0]):
         first = records[-1][1]
         raise DataError(
@@ -222,6 +222,16 @@ def read_records(path: Path) -> CsvRecords:
 def _line_count(chunk: str) -> int:
     """Physical lines in ``chunk`` (``\\n``, ``\\r\\n`` or a lone ``\\r`` each end one)."""
     return sum(1 for _ in io.StringIO(chunk, newline=""))
+
+
+def csv_error_message(exc: csv.Error) -> str:
+    """What a :mod:`csv` error means for the user (the caller adds file and line)."""
+    if "field larger than field limit" in str(exc):
+        return (
+            f"a field is longer than {csv.field_size_limit():,} characters, usually because a "
+            "quote ('\"') on this line is never closed; check the quoting"
+        )
+    return f"malformed CSV ({exc})"
 
 
 def ends_in_open_quote(chunk: str) -> bool:

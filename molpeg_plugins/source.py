@@ -32,7 +32,12 @@ from typing import Any, Literal
 
 import numpy as np
 
-from molpeg_plugins.data import ends_in_open_quote, quote_merge_problem, smiles_text_problem
+from molpeg_plugins.data import (
+    csv_error_message,
+    ends_in_open_quote,
+    quote_merge_problem,
+    smiles_text_problem,
+)
 from molpeg_plugins.errors import ConfigError, MolPegError
 
 GroupFeatures = Literal["morgan", "scaffold", "embedding"]
@@ -114,6 +119,19 @@ def resolve_column(path: Path, columns: Sequence[str], wanted: str | None, what:
     )
 
 
+def _checked(reader: Any, path: Path) -> Iterator[list[str]]:
+    """The records of ``reader``; a :mod:`csv` error becomes a one-line error with its line."""
+    while True:
+        line = reader.line_num + 1
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise MolPegError(f"{path}, line {line}: {csv_error_message(exc)}") from None
+        yield fields
+
+
 def read_records(
     path: str | Path,
     smiles_column: str | None = None,
@@ -163,7 +181,7 @@ def read_records(
     start = reader.line_num
     header = b"".join(lines[:start])
     n_fields = len(columns)
-    for fields in reader:
+    for fields in _checked(reader, path):
         end = reader.line_num
         if not fields or (len(fields) == 1 and not fields[0].strip()):
             start = end

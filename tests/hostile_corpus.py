@@ -264,6 +264,13 @@ def cases() -> list[Case]:
             bbbp_with({13: with_cell(BBBP[13], 1, '"open')}),
         ),
         b(
+            "unclosed-quote-large",
+            "a quote never closed in a 3,000-row file",
+            bbbp(
+                [with_cell(r, 1, '"open') if i == 3 else r for i, r in enumerate(BBBP[:30] * 100)]
+            ),
+        ),
+        b(
             "multiline-note",
             "a quoted name legitimately in two lines",
             bbbp_with({14: with_cell(BBBP[14], 1, '"two\nlines"')}),

@@ -80,6 +80,16 @@ def test_unterminated_quote_is_a_one_line_error_naming_the_line(tmp_path: Path):
     assert "line 15: a quoted field opened on line 15 is never closed" in error_line(result)
 
 
+def test_unclosed_quote_in_a_large_file_names_its_line(tmp_path: Path):
+    rows = [*BBBP[:30]] * 100  # 3,000 real rows, about 190 kB
+    rows[3] = with_cell(rows[3], 1, '"open')
+    result = prune(write(tmp_path, bbbp(rows)), tmp_path / "out", "--target-columns", "p_np")
+    assert result.exit_code == 1, result.output
+    assert "line 5: a field is longer than 131,072 characters, usually because a quote" in (
+        error_line(result)
+    )
+
+
 def test_multiline_quoted_field_that_is_a_note_is_kept(tmp_path: Path):
     rows = list(BBBP[:30])
     rows[14] = with_cell(rows[14], 1, '"two\nlines"')

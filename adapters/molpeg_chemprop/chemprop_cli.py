@@ -430,6 +430,8 @@ def _label_problem(value: str, column: str, task_type: str, bounded: bool) -> tu
         number = float(text.strip("<>") if bounded else text)
     except ValueError:
         return f"non-numeric label {value!r} in column {column!r}", False
+    if math.isnan(number):  # '-nan' and the like: missing, as pandas reads them
+        return "", False
     if not math.isfinite(number):
         return f"non-finite label {value!r} in column {column!r}", False
     if task_type in BINARY_TASKS and number not in (0.0, 1.0):
