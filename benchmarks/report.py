@@ -10,6 +10,7 @@ Markdown snippets other benchmarks leave in ``benchmarks/results/*.md``; writes
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import matplotlib
@@ -33,8 +34,7 @@ PAPER_HIV = {
 }
 PAPER_HIV_FULL = 85.1
 TIER_COMMANDS = {
-    "paper": "bash benchmarks/gpu_session.sh start 560  # on the GPU machine: "
-    "python benchmarks/run.py --tier paper --jobs 12 --threads 1",
+    "paper": "python benchmarks/run.py --tier paper --jobs 12 --threads 1  # on a GPU machine",
 }
 SUMMARY = "analysis.md"  # hand-written reading of the results, placed first
 SNIPPETS = [
@@ -132,27 +132,53 @@ def _cost_table(frame: pd.DataFrame, dataset: str) -> str:
     return "\n\n".join(blocks)
 
 
+def _shared(frame: pd.DataFrame) -> bool:
+    """Whether the runs shared their device with other runs (their times are not speeds)."""
+    return bool(frame.device.str.contains("runs at once").any())
+
+
 def _plots(frame: pd.DataFrame, tier: str) -> list[str]:
+    """Per dataset: test metric against % pruned (mean ± sd over seeds) and, for runs that
+    had their device to themselves, against fit time."""
     made = []
     for dataset, sub in frame.groupby("dataset"):
         metric = sub.metric_name.iloc[0]
-        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+        timed = not _shared(sub)
+        fig, axes = plt.subplots(1, 2 if timed else 1, figsize=(10 if timed else 6, 4))
+        ax1 = axes[0] if timed else axes
         full = sub[sub.method == "full"]
+        counts = sub.groupby(["method", "ratio"]).size()
+        low, seeds = int(counts.min()), int(counts.max())
+        label = {"roc": "ROC-AUC", "prc": "PRC-AUC"}.get(metric, metric.upper())
         for method, g in sub[sub.method != "full"].groupby("method"):
-            means = g.groupby("ratio").metric.mean()
-            ax1.plot(means.index * 100, means.values, marker="o", label=method)
-            ax2.scatter(g.fit_seconds, g.metric, label=method)
+            stats = g.groupby("ratio").metric.agg(["mean", "std"]).fillna(0.0)
+            ax1.errorbar(
+                stats.index * 100, stats["mean"], yerr=stats["std"], marker="o", capsize=3,
+                label=method,
+            )  # fmt: skip
+            if timed:
+                axes[1].scatter(g.fit_seconds, g.metric, label=method)
         if len(full):
-            ax1.axhline(full.metric.mean(), color="k", ls="--", label="full data")
-            ax2.scatter(
-                full.fit_seconds, full.metric, color="k", marker="*", s=120, label="full data"
-            )
-        ax1.set(xlabel="% of training data pruned", ylabel=f"test {metric}", title=dataset)
-        shared = sub.device.str.contains("runs at once").any()
-        xlabel = "fit time (s), device shared with other runs" if shared else "fit time (s)"
-        ax2.set(xlabel=xlabel, ylabel=f"test {metric}", title=f"{dataset}: time vs metric")
+            mean, sd = full.metric.mean(), full.metric.std() if len(full) > 1 else 0.0
+            ax1.axhline(mean, color="k", ls="--", label="full data")
+            if sd:
+                ax1.axhspan(mean - sd, mean + sd, color="k", alpha=0.08)
+            if timed:
+                axes[1].scatter(
+                    full.fit_seconds, full.metric, color="k", marker="*", s=120, label="full data"
+                )
+        span = f"{low}–{seeds}" if low < seeds else str(seeds)
+        spread = f"mean ± sd over {span} seeds" if seeds > 1 else "one seed"
+        ax1.set(
+            xlabel="% of training data pruned",
+            ylabel=f"test {label}",
+            title=f"{dataset}: test {label} against % pruned ({spread})",
+        )
         ax1.legend(fontsize=8)
-        ax2.legend(fontsize=8)
+        if timed:
+            axes[1].set(xlabel="fit time (s)", ylabel=f"test {label}",
+                        title=f"{dataset}: test {label} against fit time")  # fmt: skip
+            axes[1].legend(fontsize=8)
         fig.tight_layout()
         name = f"benchmark_{tier}_{dataset}.png"
         IMG.mkdir(parents=True, exist_ok=True)
@@ -177,6 +203,33 @@ def _as_section(markdown: str) -> str:
             level = len(line) - len(line.lstrip("#"))
             line = "#" * max(1, level + shift) + line[level:]
         out.append(line)
+    return "\n".join(out)
+
+
+def tidy_lists(markdown: str) -> str:
+    """Make Markdown lists render as lists in MkDocs (Python-Markdown).
+
+    A list needs a blank line before its first item when it follows a paragraph, and nested
+    items need four spaces of indentation per level (two are read as the same level).
+    Fenced code blocks are left alone.
+    """
+    out: list[str] = []
+    fenced = False
+    item = re.compile(r"^(?P<indent> *)(?:[-*+]|\d+\.) ")
+    for line in markdown.splitlines():
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+            out.append(line)
+            continue
+        found = None if fenced else item.match(line)
+        if found:
+            depth = len(found.group("indent")) // 2  # levels written two spaces apart
+            line = " " * (4 * depth) + line.lstrip(" ")
+            previous = out[-1] if out else ""
+            paragraph = previous.strip() and not previous.startswith(" ")  # not a continuation
+            if depth == 0 and paragraph and not item.match(previous):
+                out.append("")
+        out.append(line)  # continuation lines need no indent (lazy continuation)
     return "\n".join(out)
 
 
@@ -214,13 +267,15 @@ def write_report() -> Path:
             unit = "ROC-AUC ×100" if metric == "roc" else metric.upper()
             parts += [f"### {dataset} (test {unit} at the best-validation epoch)", ""]
             parts += [_table(frame, dataset, paper=dataset == "HIV"), ""]
-            parts += [
-                "Cost as measured during the grid (rows are comparable only when the machine was"
-                " equally loaded; the `timing` tier repeats the key runs on a quiet machine):",
-                "",
-                _cost_table(frame, dataset),
-                "",
-            ]
+            costs = _cost_table(frame[~frame.device.str.contains("runs at once")], dataset)
+            if costs:
+                parts += [
+                    "Cost per run (comparable between rows only when the machine was equally "
+                    "loaded; the `timing` tier below repeats the key runs on an idle machine):",
+                    "",
+                    costs,
+                    "",
+                ]
         for name in _plots(frame, tier):
             parts += [f"![{name}](img/{name})", ""]
     for timing in (RESULTS / "timing.csv", RESULTS / "gpu-timing.csv"):
@@ -231,8 +286,9 @@ def write_report() -> Path:
         parts += [
             f"## Cost on a quiet machine — tier `{timing.stem}`",
             "",
-            "Full data, MolPeg and soft random at 60% pruned, run back to back with nothing else",
-            f"on the machine. Command: `python benchmarks/run.py --tier {timing.stem}` · device: "
+            "Full data, MolPeg and soft random at 60% pruned, run one after another with nothing",
+            f"else on the machine. Command: `python benchmarks/run.py --tier {timing.stem}` · "
+            "device: "
             f"{first.device} · commit {first.commit}.",
             "",
         ]
@@ -266,7 +322,7 @@ def write_report() -> Path:
             text = path.read_text().strip()
             text = _as_section(text)
             parts += [text, ""]
-    write_text(DOC, "\n".join(parts).rstrip() + "\n")
+    write_text(DOC, tidy_lists("\n".join(parts)).rstrip() + "\n")
     return DOC
 
 

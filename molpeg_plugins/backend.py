@@ -246,6 +246,9 @@ class Backend(ABC):
     name: ClassVar[str]
     description: ClassVar[str]
     requires: ClassVar[tuple[str, ...]] = ()
+    default_pretrained: ClassVar[tuple[Path, str] | None] = None
+    """``(checkpoint, what it is)`` shipped with the backend: ``molpeg prune`` fine-tunes from
+    it unless given ``--pretrained`` or ``--from-scratch`` (``None``: train from scratch)."""
 
     def availability(self) -> tuple[bool, str]:
         """``(True, "chemprop 2.3.1, …")`` if every requirement imports, else ``(False, why)``."""

@@ -63,6 +63,57 @@ def test_prune_with_framework_backend(name: str, data_dir: Path, tmp_path: Path)
     )
     assert report["files"]["model"] and (out / report["files"]["model"]).exists()
     assert len(list((out / "plots").glob("*.png"))) == 4
+    if name == "chemprop":  # the default job fine-tunes the bundled encoder, and says so
+        from molpeg_chemprop.backend import BUNDLED_ENCODER
+
+        assert report["parameters"]["pretrained"] == str(BUNDLED_ENCODER)
+        assert report["parameters"]["initialisation"].startswith(
+            "fine-tuned from the bundled ADMET-AI encoder"
+        )
+        assert "fine-tuned from the bundled ADMET-AI encoder" in " ".join(result.output.split())
+        # no checkpoint name carries Lightning's 0-based epoch
+        assert not [p.name for p in (out / "checkpoints").iterdir() if "epoch" in p.name]
+    else:
+        assert report["parameters"]["initialisation"] == "trained from scratch"
+        assert report["parameters"]["pretrained"] is None
+
+
+@pytest.mark.slow
+@pytest.mark.chemprop
+def test_chemprop_from_scratch_and_conflicting_options(data_dir: Path, tmp_path: Path):
+    if not registered("chemprop"):
+        pytest.skip("chemprop is not installed")
+    data = tmp_path / "bbbp120.csv"
+    data.write_bytes(
+        b"".join((data_dir / "bbbp_1k.csv").read_bytes().splitlines(keepends=True)[:121])
+    )
+    args = ["prune", str(data), "--from-scratch", "--pretrained", str(data)]
+    both = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "x")])
+    assert both.exit_code == 2 and "exclude each other" in both.output
+    out = tmp_path / "scratch"
+    result = CliRunner().invoke(
+        app, ["prune", str(data), "--from-scratch", "--epochs", "1", "-q", "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    parameters = json.loads((out / "report.json").read_text())["parameters"]
+    assert parameters["backend"] == "chemprop" and parameters["pretrained"] is None
+    assert parameters["initialisation"] == "trained from scratch"
+
+
+@pytest.mark.chemprop
+def test_bundled_encoder_is_the_documented_file_and_loads_safely():
+    """The shipped checkpoint is byte for byte the one SOURCES.md names, and passes the vetting."""
+    import hashlib
+
+    pytest.importorskip("chemprop")
+    from molpeg_chemprop.backend import BUNDLED_ENCODER
+    from molpeg_plugins.checkpoints import vet_checkpoint
+
+    digest = hashlib.sha256(BUNDLED_ENCODER.read_bytes()).hexdigest()
+    sources = (BUNDLED_ENCODER.parent / "SOURCES.md").read_text(encoding="utf-8")
+    assert digest in sources and "MIT" in sources
+    assert (BUNDLED_ENCODER.parent / "LICENSE-ADMET-AI.txt").read_text().startswith("MIT License")
+    vet_checkpoint(BUNDLED_ENCODER, plugin_manager=get_plugin_manager())
 
 
 class _NeedsAMissingFramework(Backend):

@@ -369,3 +369,22 @@ def test_readme_deepchem_section_names_the_extra() -> None:
     section = readme[readme.index("## DeepChem") :]
     section = section[: section.index("\n## ", 1)]
     assert 'pip install -e ".[deepchem]"' in section
+
+
+def test_benchmarks_page_lists_render_and_speak_to_users() -> None:
+    """The generated page: lists start after a blank line, nested items are indented four
+    spaces (what Python-Markdown needs), and it tells results, not how runs were organised."""
+    text = (DOCS / "benchmarks.md").read_text(encoding="utf-8")
+    item = re.compile(r"^( *)(?:[-*+]|\d+\.) ")
+    fenced, previous = False, ""
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        found = None if fenced else item.match(line)
+        if found:
+            assert len(found.group(1)) % 4 == 0, f"docs/benchmarks.md:{number}: nested by 2"
+            if not found.group(1) and previous.strip() and not previous.startswith(" "):
+                assert item.match(previous), f"docs/benchmarks.md:{number}: no blank line"
+        previous = line
+    for words in ("session", "handed back", "time box", "hypothesis", "benchmark issue"):
+        assert words not in text.lower(), words

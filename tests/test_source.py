@@ -143,6 +143,21 @@ def test_cli_feature_mapping_end_to_end_byte_exact(data_dir: Path, tmp_path: Pat
     assert "1,000 rows, 11 skipped (invalid SMILES), 989 valid" in flat
 
 
+def test_groups_plot_has_integer_axes_and_counts_valid_molecules(data_dir: Path) -> None:
+    from molpeg_plugins.cli.source import groups_figure
+
+    smiles = _smiles(data_dir / "bbbp_1k.csv")
+    sel = S.feature_mapping(smiles[:400], smiles[400:600], 0.4, groups=8, seed=0)
+    ax, hits = groups_figure(sel).axes
+    for axis in (ax.get_xticks(), ax.get_yticks(), hits.get_yticks()):
+        assert all(float(t).is_integer() for t in axis), axis
+    assert ax.get_title() == (
+        f"feature-mapping: {len(sel.kept):,} of {sel.num_valid:,} valid source molecules "
+        "kept, by group"
+    )
+    assert sel.num_valid < 400  # the unparsable rows are not counted as source molecules
+
+
 def test_cli_errors_are_not_read_as_markup(data_dir: Path, tmp_path: Path) -> None:
     """A file name with brackets reaches the user as written (Rich would eat ``[x]``)."""
     result = runner.invoke(

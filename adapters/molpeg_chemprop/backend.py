@@ -1,9 +1,10 @@
 """The ``chemprop`` backend of ``molpeg prune``: a Chemprop MPNN trained with MolPeg.
 
-The model is Chemprop's default D-MPNN (bond message passing, mean aggregation, an FFN
-head), or — with ``--pretrained`` — the message-passing encoder and aggregation of a
-Chemprop model file with a new head for the job's tasks (what ``chemprop train
---from-foundation`` does). Training is a Lightning ``Trainer`` with
+With ``job.pretrained`` the model is the message-passing encoder and aggregation of that
+Chemprop model file with a new FFN head for the job's tasks (what ``chemprop train
+--from-foundation`` does); ``molpeg prune`` passes :data:`BUNDLED_ENCODER` (ADMET-AI's
+regression model) unless told otherwise. Without one (``--from-scratch``) it is Chemprop's
+default D-MPNN (bond message passing, mean aggregation). Training is a Lightning ``Trainer`` with
 :class:`~molpeg_chemprop.callback.MolPegCallback`; the reported model is the epoch with the
 best validation ROC-AUC (classification) or RMSE (regression).
 
@@ -31,6 +32,8 @@ from molpeg_plugins.atomic import write_bytes
 from molpeg_plugins.backend import Backend, FitJob, FitResult, evaluate
 from molpeg_plugins.errors import ConfigError
 
+BUNDLED_ENCODER = Path(__file__).parent / "data" / "admet_ai_regression_model_0.pt"
+"""ADMET-AI's Chemprop model of 10 ADMET regression tasks (MIT; see ``data/SOURCES.md``)."""
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
 MODEL_FILE = "model.pt"
@@ -118,9 +121,11 @@ class ChempropBackend(Backend):
 
     name = "chemprop"
     description = (
-        "Chemprop v2 D-MPNN (Lightning) with MolPegCallback; --pretrained reuses an encoder."
+        "Chemprop v2 D-MPNN (Lightning) with MolPegCallback, fine-tuned from the bundled "
+        "ADMET-AI encoder (or --pretrained FILE, or --from-scratch)."
     )
     requires = ("chemprop", "lightning")
+    default_pretrained = (BUNDLED_ENCODER, "the bundled ADMET-AI encoder")
 
     def __init__(self, hidden_dim: int = 300, depth: int = 3, ffn_hidden_dim: int = 300) -> None:
         """Model size of a new (not ``--pretrained``) MPNN; Chemprop's defaults."""

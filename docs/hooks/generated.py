@@ -76,10 +76,11 @@ def benchmark_plot_markdown(docs_dir: str) -> str:
 
     best = min(plots, key=rank)
     return (
-        f"![Test metric against the fraction of training data pruned, and against training "
-        f"time, per method](img/{best.name})\n\n"
-        f"*Test metric against the fraction pruned (left) and training time (right); "
-        f"details and every other dataset on the [Benchmarks](benchmarks.md) page.*\n"
+        f"![Test metric against the fraction of training data pruned, per method, mean and "
+        f"standard deviation over seeds](img/{best.name})\n\n"
+        f"*Test metric against the fraction of training data pruned (error bars: standard "
+        f"deviation over seeds; grey band: the full-data runs); details and every other "
+        f"dataset on the [Benchmarks](benchmarks.md) page.*\n"
     )
 
 

@@ -280,6 +280,24 @@ def check_numbers(learning_rate: float | None, seed: int) -> None:
         raise ConfigError(f"--seed {seed}: must be a whole number from 0 to {MAX_SEED}")
 
 
+def choose_initialisation(
+    backend: Backend, pretrained: Path | None, from_scratch: bool
+) -> tuple[Path | None, str]:
+    """The checkpoint to fine-tune from, and the words that say so in the log and report.
+
+    ``--pretrained`` wins; otherwise the backend's bundled encoder
+    (:attr:`Backend.default_pretrained`), unless ``--from-scratch``.
+    """
+    if pretrained is not None and from_scratch:
+        raise ConfigError("--pretrained and --from-scratch exclude each other; give one")
+    if pretrained is not None:
+        return pretrained, f"fine-tuned from {pretrained}"
+    if from_scratch or backend.default_pretrained is None:
+        return None, "trained from scratch"
+    path, what = backend.default_pretrained
+    return path, f"fine-tuned from {what} ({path.name})"
+
+
 def check_pretrained(path: Path | None, trust: bool, pm: Any) -> None:
     """Refuse a missing checkpoint, or one that needs globals outside the allow-list."""
     if path is None:
@@ -339,7 +357,13 @@ def prune(
     epochs: int = typer.Option(10, min=1, help="Training epochs."),
     seed: int = typer.Option(0, help="Seed of the split, model and pruning."),
     pretrained: Path | None = typer.Option(
-        None, help="Checkpoint to fine-tune from (loaded with weights_only=True)."
+        None,
+        help="Checkpoint to fine-tune from (loaded with weights_only=True). Default: the "
+        "backend's bundled encoder (chemprop: ADMET-AI), none for deepchem and torch.",
+        show_default=False,
+    ),
+    from_scratch: bool = typer.Option(
+        False, "--from-scratch", help="Train a new model instead of fine-tuning one."
     ),
     trust_checkpoint: bool = typer.Option(
         False,
@@ -397,6 +421,7 @@ def prune(
                 epochs=epochs,
                 seed=seed,
                 pretrained=pretrained,
+                from_scratch=from_scratch,
                 trust_checkpoint=trust_checkpoint,
                 split=split.value,
                 split_sizes=split_sizes,
@@ -475,7 +500,10 @@ def run_prune(display: Display, *, data: Path | None, output: Path, **opts: Any)
         if importlib.util.find_spec("pyarrow") is None:
             raise ConfigError("--format parquet needs pyarrow: pip install 'molpeg[parquet]'")
     check_numbers(opts["learning_rate"], opts["seed"])
-    check_pretrained(opts["pretrained"], opts["trust_checkpoint"], pm)
+    pretrained, initialisation = choose_initialisation(
+        backend, opts["pretrained"], opts["from_scratch"]
+    )
+    check_pretrained(pretrained, opts["trust_checkpoint"] and opts["pretrained"] is not None, pm)
     if outputs.recover(output):  # a kill interrupted the move of the last results
         display.log(f"Completed the result set of the previous run in {output}")
     outputs.check_output_folder(
@@ -523,7 +551,8 @@ def run_prune(display: Display, *, data: Path | None, output: Path, **opts: Any)
     display.log(
         f"{len(valid)} molecules, task {table.task} on {', '.join(table.target_columns)}; "
         f"{opts['split']} split {len(train)}/{len(val)}/{len(test)}; backend {backend.name}, "
-        f"strategy {config.strategy}, prune ratio {config.prune_ratio}, device {device}"
+        f"strategy {config.strategy}, prune ratio {config.prune_ratio}, device {device}; "
+        f"{initialisation}"
     )
     leaks = cross_split_duplicates(table, layout)
     if leaks:
@@ -549,7 +578,7 @@ def run_prune(display: Display, *, data: Path | None, output: Path, **opts: Any)
         batch_size=opts["batch_size"],
         learning_rate=opts["learning_rate"],
         device=device,
-        pretrained=opts["pretrained"],
+        pretrained=pretrained,
         resume=opts["resume"],
         seed=opts["seed"],
         plugin_manager=pm,
@@ -589,7 +618,8 @@ def run_prune(display: Display, *, data: Path | None, output: Path, **opts: Any)
         "split": opts["split"],
         "split_sizes": list(sizes),
         "device": device,
-        "pretrained": None if opts["pretrained"] is None else str(opts["pretrained"]),
+        "pretrained": None if pretrained is None else str(pretrained),
+        "initialisation": initialisation,
         "resumed": opts["resume"],
         "format": opts["fmt"],
     }
@@ -645,7 +675,10 @@ def summary_table(report: dict[str, Any], output: Path) -> Table:
         f"{c['dropped']} dropped",
     )
     why = f"best validation {report['metric']}" if c["validation"] else "last; no validation split"
-    table.add_row("model", f"epoch {report['best_epoch']} of {p['epochs']} ({why})")
+    table.add_row(
+        "model",
+        f"{p['initialisation']}; epoch {report['best_epoch']} of {p['epochs']} ({why})",
+    )
     for label, key in (("validation", "validation_metrics"), ("test", "test_metrics")):
         values = report[key]
         shown = "  ".join(f"{k} {v:.4f}" for k, v in values.items() if v is not None)

@@ -102,45 +102,47 @@ def write_outputs(
     write_json(out / "report.json", report)
 
 
-def _plot(path: Path, selection: Any) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def groups_figure(selection: Any) -> Any:
+    """Bar chart of the source molecules and kept molecules per group (or task), in rank
+    order, with the target molecules each received; integer axes for counts and ranks."""
+    from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    from molpeg_plugins.atomic import atomic_path
-
     units = selection.units[:60]
-    fig, ax = plt.subplots(figsize=(9, 3.8))
+    fig = Figure(figsize=(9, 3.8))
+    ax = fig.subplots()
     x = np.arange(len(units))
     sizes = np.array([u["size"] for u in units], dtype=float)
     kept = np.array([u["kept"] for u in units], dtype=float)
     hits = np.array([u["hits"] for u in units], dtype=float)
+    by = "group" if selection.method == "feature-mapping" else "task"
     ax.bar(x, sizes, color="#cccccc", label="source molecules")
     ax.bar(x, kept, color="#3b7dd8", label="kept")
-    ax.set_xlabel("group rank" if selection.method == "feature-mapping" else "task rank")
+    ax.set_xlabel(f"{by} rank")
     ax.set_ylabel("source molecules")
     ax2 = ax.twinx()
     ax2.plot(x, hits, "o-", color="#d8703b", ms=3, label="target hits")
-    ax2.set_ylabel(
-        "target molecules mapped" if selection.method == "feature-mapping" else "target score"
-    )
+    ax2.set_ylabel("target molecules mapped" if by == "group" else "target score")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # ranks and counts are integers
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    if selection.method == "feature-mapping":
+    if by == "group":
         ax2.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(
         f"{selection.method}: {len(selection.kept):,} of {selection.num_valid:,} valid source "
-        "molecules kept, by group"
+        f"molecules kept, by {by}"
     )
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = ax2.get_legend_handles_labels()
     ax.legend(h1 + h2, l1 + l2, loc="upper right", fontsize=8)
     fig.tight_layout()
+    return fig
+
+
+def _plot(path: Path, selection: Any) -> None:
+    from molpeg_plugins.atomic import atomic_path
+
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+        groups_figure(selection).savefig(tmp, format="png", dpi=110)
 
 
 def _peak_rss_mib() -> float:
