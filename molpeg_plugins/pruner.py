@@ -240,7 +240,7 @@ class Pruner:
             idx = torch.as_tensor(indices, device=self.device).long().reshape(-1)
             self.strategy.observe(self.epoch, idx, **wanted)
 
-    def reference_due(self, batch_index: int) -> bool:
+    def reference_due(self, batch_index: int, reference: Any = None) -> bool:
         """Whether the reference forward must run on training batch ``batch_index`` (0-based).
 
         Always in epochs on the full data (warm-up, annealing, unpruned runs), so that every
@@ -248,7 +248,15 @@ class Pruner:
         :attr:`~PruneConfig.reference_every`-th batch (batches ``0, k, 2k, …``). Pass the
         batch's reference loss to :meth:`record`/:meth:`loss` only when this is ``True``;
         without one, the batch is scored against each sample's last reference loss.
+
+        Given the :class:`~molpeg_plugins.scoring.EMAReference`, also ``False`` while it has
+        not been updated yet: before the first optimizer step it *is* the online model, and
+        ``|ℓ − ℓ| = 0`` says nothing about a molecule. The molecules of such a batch stay
+        unscored, so the first pruned epoch keeps them (instead of dropping them for good on
+        a score of 0).
         """
+        if reference is not None and reference.num_updates == 0:
+            return False
         every = self.config.reference_every
         return every == 1 or not self.current.pruned or batch_index % every == 0
 
@@ -265,15 +273,10 @@ class Pruner:
         """Record one batch's per-sample losses against their dataset ``indices``.
 
         Losses are detached and stay on their device; nothing is synchronised with the host.
+        A reference-based strategy scores a batch recorded without ``reference_loss``
+        against each sample's last reference loss (see :meth:`reference_due`); an epoch
+        without any reference loss is an error when it is committed.
         """
-        if (
-            self.strategy.needs_reference
-            and reference_loss is None
-            and self.config.reference_every == 1
-        ):
-            raise ValueError(
-                f"strategy {self.strategy.name!r} needs reference losses: pass reference_loss"
-            )
         self.book.record(indices, online_loss, reference_loss)
 
     def loss(

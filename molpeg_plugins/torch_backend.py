@@ -216,7 +216,7 @@ class TorchBackend(Backend):
                 out = model.head(z)
                 online = masked_sample_loss(unreduced_loss(job.task, out, y), mask)
                 ref = None
-                if reference is not None and pruner.reference_due(batch):
+                if reference is not None and pruner.reference_due(batch, reference):
                     ref_out = reference(z.detach()) if head_only else reference(x)
                     ref = masked_sample_loss(unreduced_loss(job.task, ref_out, y), mask)
                 loss = pruner.loss(idx, online, ref)

@@ -61,7 +61,14 @@ def without_rows(src: Path, dst: Path, rows: tuple[int, ...]) -> Path:
     return dst
 
 
+def default_sigint() -> None:
+    """In the child: Ctrl-C raises KeyboardInterrupt, even if pytest runs as a background job
+    (a non-interactive shell starts those with SIGINT ignored, and children inherit that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # Python installs its handler after exec
+
+
 def run_chemprop(args: list[str], env: dict[str, str] | None = None, **kw) -> subprocess.Popen:
+    kw.setdefault("preexec_fn", default_sigint)
     full_env = {k: v for k, v in os.environ.items() if k != "MOLPEG_DISABLE_CHEMPROP_HOOK"}
     full_env.update({"PYTHONWARNINGS": "ignore", **(env or {})})
     return subprocess.Popen(

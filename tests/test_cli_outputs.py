@@ -385,7 +385,9 @@ def test_chemprop_ctrl_c_exits_130_and_resume_continues_at_the_next_epoch(
     out = tmp_path / "o"
     args = [*CLI, "prune", str(bbbp), "--backend", "chemprop", "--epochs", "5"]
     args += ["--batch-size", "16", "--output", str(out)]
-    proc = subprocess.Popen(args, env=ENV, stderr=subprocess.PIPE, text=True)
+    # SIGINT as on a terminal, even when pytest runs as a background job (SIGINT ignored)
+    restore = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
+    proc = subprocess.Popen(args, env=ENV, stderr=subprocess.PIPE, text=True, preexec_fn=restore)
     assert proc.stderr is not None
     seen = []
     for line in proc.stderr:

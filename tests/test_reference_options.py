@@ -69,12 +69,35 @@ def test_reference_due_every_batch_on_full_epochs_and_every_kth_when_pruned() ->
     pruner.end_epoch()
     assert pruner.current.pruned
     assert [b for b in range(10) if pruner.reference_due(b)] == [0, 3, 6, 9]
-    # a batch recorded without reference losses is accepted when refreshes are spaced
+    # a batch recorded without reference losses is scored against the last ones
     pruner.record(torch.arange(10), torch.rand(10))
     faithful = Pruner(10, prune_ratio=0.5)
     assert all(faithful.reference_due(b) for b in range(5))
-    with pytest.raises(ValueError, match="needs reference losses"):
-        faithful.record(torch.arange(10), torch.rand(10))
+
+
+def test_an_epoch_without_any_reference_loss_is_an_error() -> None:
+    pruner = Pruner(10, prune_ratio=0.5)
+    pruner.record(torch.arange(10), torch.rand(10))
+    with pytest.raises(RuntimeError, match="needs reference losses"):
+        pruner.end_epoch()
+
+
+def test_no_score_before_the_reference_has_moved() -> None:
+    # Before the first optimizer step the reference is the online model: no reference loss,
+    # so the first batch's molecules stay unscored and the first pruned epoch keeps them.
+    from molpeg_plugins import EMAReference
+
+    model = torch.nn.Linear(3, 1)
+    reference = EMAReference(model, momentum=0.5)
+    pruner = Pruner(8, prune_ratio=0.5, total_epochs=2, shuffle=False)
+    assert not pruner.reference_due(0, reference)
+    pruner.record(torch.arange(4), torch.rand(4))  # batch 0: no reference loss
+    reference.update(model)
+    assert pruner.reference_due(1, reference)
+    pruner.record(torch.arange(4, 8), torch.ones(4), torch.zeros(4))
+    selection = pruner.end_epoch()
+    assert torch.isnan(pruner.book.score[:4]).all()
+    assert sorted(selection.indices.tolist()) == [0, 1, 2, 3]  # unscored ones first
 
 
 # --------------------------------------------------------------------------- torch backend
@@ -143,14 +166,15 @@ def test_head_reference_shares_the_embedding(data_dir: Path, tmp_path: Path, one
     pm.register(spy)
     config = PruneConfig(prune_ratio=0.5, reference="head", ema_momentum=0.0)
     TorchBackend().fit(torch_job(data_dir, tmp_path / "head", config, pm))
-    assert all(torch.all(s == 0) for s in spy.scores)
+    assert all(torch.all(s[torch.isfinite(s)] == 0) for s in spy.scores)
+    assert torch.isfinite(spy.scores[-1]).sum() > 0
 
     pm = make_plugin_manager()
     spy = ReferenceSpy()
     pm.register(spy)
     config = PruneConfig(prune_ratio=0.5, reference="model", ema_momentum=0.0)
     TorchBackend().fit(torch_job(data_dir, tmp_path / "model", config, pm))
-    assert all(s.abs().sum() > 0 for s in spy.scores)
+    assert all(s.nan_to_num().abs().sum() > 0 for s in spy.scores)
 
 
 def test_head_reference_averages_the_head_only() -> None:
@@ -179,12 +203,15 @@ def test_stale_reference_losses_between_refreshes(data_dir: Path, tmp_path: Path
     job = torch_job(data_dir, tmp_path / "stale", config, pm)
     TorchBackend().fit(job)
     warmup, later = spy.reference_losses[0], spy.reference_losses[-1]
-    assert torch.isfinite(warmup).all()
+    # the warm-up scored all but its first batch (run before the reference had moved)
+    assert torch.isnan(warmup[spy.orders[0][: job.batch_size]]).all()
+    assert torch.isfinite(warmup).sum() == len(warmup) - job.batch_size
     refreshed = torch.zeros_like(warmup, dtype=torch.bool)
     for order in spy.orders[1:]:
         refreshed[order[: job.batch_size]] = True
-    assert torch.equal(later[~refreshed], warmup[~refreshed])  # stale between refreshes
-    assert not torch.equal(later[refreshed], warmup[refreshed])  # refreshed at batch 0
+    same = lambda a, b: torch.equal(a.nan_to_num(-1.0), b.nan_to_num(-1.0))  # noqa: E731
+    assert same(later[~refreshed], warmup[~refreshed])  # stale between refreshes
+    assert not same(later[refreshed], warmup[refreshed])  # refreshed at batch 0
     assert (~refreshed).float().mean() > 0.5
 
 
@@ -212,8 +239,9 @@ def test_resume_is_exact_with_each_option(
     assert np.array_equal(whole.final_kept, resumed.final_kept)
     assert whole.history == resumed.history
     assert whole.test_metrics == resumed.test_metrics
-    for name in ("score", "reference_loss"):
-        assert torch.equal(whole.pruner_state["book"][name], resumed.pruner_state["book"][name])
+    for name in ("score", "reference_loss"):  # nan = not scored (yet)
+        a, b = whole.pruner_state["book"][name], resumed.pruner_state["book"][name]
+        assert torch.equal(a.nan_to_num(-1.0), b.nan_to_num(-1.0))
 
 
 # --------------------------------------------------------------------------- DeepChem

@@ -443,7 +443,7 @@ class MolPegCallback(pl.Callback):
         state: dict[str, Any] = {"indices": indices, "online": None}
         if self._weighted:
             state["weights"] = self.pruner.weights(indices)
-        if self.reference is not None and self.pruner.reference_due(batch_idx):
+        if self.reference is not None and self.pruner.reference_due(batch_idx, self.reference):
             if self.config.reference == "head":  # computed on the fingerprints, in update()
                 state["head_reference"] = True
             else:

@@ -221,7 +221,7 @@ class PruningLoss:
         self, labels: Sequence[Any], weights: Sequence[Any], n: int, loss_output: torch.Tensor
     ) -> torch.Tensor | None:
         own = self.owner
-        if own.reference is None or not own.pruner.reference_due(own._loss_batches):
+        if own.reference is None or not own.pruner.reference_due(own._loss_batches, own.reference):
             return None
         args, raw = self._online_forward(loss_output)
         if own.head_only:
