@@ -35,9 +35,11 @@ PAPER_HIV = {
 PAPER_HIV_FULL = 85.1
 TIER_COMMANDS = {
     "paper": "python benchmarks/run.py --tier paper --jobs 12 --threads 1  # on a GPU machine",
+    "reference": "python benchmarks/run.py --tier reference --jobs 2 --threads 1",
 }
 SUMMARY = "analysis.md"  # hand-written reading of the results, placed first
 SNIPPETS = [
+    "run_anatomy.md",
     "chemprop_overhead.md",
     "step_anatomy.md",
     "deepchem_fit.md",
@@ -246,7 +248,7 @@ def write_report() -> Path:
     summary = RESULTS / SUMMARY
     if summary.exists():
         parts += [_as_section(summary.read_text().strip()), ""]
-    for tier in ("paper", "quick", "own", "investigate"):
+    for tier in ("paper", "quick", "own", "investigate", "reference"):
         path = RESULTS / f"{tier}.csv"
         if not path.exists():
             continue
