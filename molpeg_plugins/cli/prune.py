@@ -396,6 +396,7 @@ def prune(
     ),
     overwrite: bool = typer.Option(
         False,
+        "--overwrite",
         help="Replace the results of an earlier run in OUTPUT (other files are kept).",
     ),
     fmt: Format = typer.Option(Format.csv, "--format", help="Format of the per-row scores."),
