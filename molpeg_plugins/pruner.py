@@ -302,7 +302,14 @@ class Pruner:
         Call once at the end of every epoch (on every rank). Returns the new selection,
         which the sampler already yields.
         """
-        self.book.commit(self.epoch, self.strategy.score)
+        needs_reference = self.strategy.needs_reference
+        self.book.commit(self.epoch, self.strategy.score, needs_reference)
+        if needs_reference and self.epoch > 0 and not self.book.has_reference_losses:
+            # only the very first batches may go without (see reference_due)
+            raise ValueError(
+                f"strategy {self.strategy.name!r} needs reference losses: pass reference_loss "
+                "to Pruner.record()/loss() (the adapters do this for you)"
+            )
         self.book.mark_kept(self.current.indices)  # counted for epochs trained, not announced
         stats = self.book.stats()
         self.history.append({"epoch": float(self.epoch), **self.current.stats, **stats})

@@ -100,7 +100,12 @@ class ScoreBook:
 
     # ------------------------------------------------------------------ folding
 
-    def commit(self, epoch: int, score_fn: Any) -> torch.Tensor:
+    @property
+    def has_reference_losses(self) -> bool:
+        """Whether any reference loss has been committed (so stale ones exist)."""
+        return self._has_reference
+
+    def commit(self, epoch: int, score_fn: Any, needs_reference: bool = False) -> torch.Tensor:
         """Fold the pending records into the table and return the indices that got scores.
 
         Sums the pending buffers over all ranks first when ``torch.distributed`` is
@@ -108,6 +113,8 @@ class ScoreBook:
         updated samples into scores (``reference`` is ``None`` if no reference losses were
         ever recorded). A sample recorded this epoch without a reference loss is scored
         against its last one (stale); if it never had one, its score is left as it was.
+        With ``needs_reference`` and no reference loss at all yet (a run whose first epoch is
+        a single batch, taken before the reference moved), no score changes.
         """
         count, online, reference, ref_count = (
             self._pending_count,
@@ -136,12 +143,13 @@ class ScoreBook:
                 mean_reference = torch.where(rc > 0, fresh, self.reference_loss[updated])
                 self.reference_loss[updated] = mean_reference
                 unscorable = ~torch.isfinite(mean_reference) & torch.isfinite(mean_online)
-            scores = score_fn(mean_online, mean_reference).float()
-            # A sample without labels has nothing to teach: score 0, not "unscored".
-            scores = torch.nan_to_num(scores, nan=0.0)
-            if unscorable is not None:  # no reference loss yet: keep the score it had
-                scores = torch.where(unscorable, self.score[updated], scores)
-            self.score[updated] = scores
+            if mean_reference is not None or not needs_reference:
+                scores = score_fn(mean_online, mean_reference).float()
+                # A sample without labels has nothing to teach: score 0, not "unscored".
+                scores = torch.nan_to_num(scores, nan=0.0)
+                if unscorable is not None:  # no reference loss yet: keep the score it had
+                    scores = torch.where(unscorable, self.score[updated], scores)
+                self.score[updated] = scores
             finite = torch.isfinite(mean_online)
             n_prev = self.num_updates[updated].float()
             new_mean = (self.loss_mean[updated] * n_prev + mean_online) / (n_prev + 1)

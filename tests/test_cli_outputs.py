@@ -7,6 +7,7 @@ at chosen file operations, a file-size limit for a full disk, a damaged resume f
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import resource
@@ -403,6 +404,8 @@ def test_chemprop_ctrl_c_exits_130_and_resume_continues_at_the_next_epoch(
     finished = int(last["epoch"]) + 1  # last.ckpt is written after every epoch
     assert finished >= 2, "last.ckpt lags behind the finished epochs"
     assert not (out / "report.json").exists()
+    # no checkpoint name carries Lightning's 0-based epoch (molpeg counts epochs from 1)
+    assert not [p.name for p in (out / "checkpoints").iterdir() if "epoch" in p.name]
 
     resumed = subprocess.run(
         [*args, "--resume"], env=ENV, capture_output=True, text=True, timeout=300
@@ -411,7 +414,7 @@ def test_chemprop_ctrl_c_exits_130_and_resume_continues_at_the_next_epoch(
     epochs = [ln.split()[1] for ln in resumed.stderr.splitlines() if ln.startswith("epoch ")]
     assert epochs == [f"{e}/5" for e in range(finished + 1, 6)]
     report = json.loads((out / "report.json").read_text())
-    assert [int(e["epoch"]) for e in report["epochs"]] == [0, 1, 2, 3, 4]
+    assert [int(e["epoch"]) for e in report["epochs"]] == [1, 2, 3, 4, 5]
     assert all("train_loss" in e and "num_kept" in e for e in report["epochs"])
     assert not (out / "checkpoints").exists(), "the resume state goes once the set is whole"
 
@@ -423,9 +426,16 @@ def test_chemprop_without_validation_molecules(bbbp: Path, tmp_path: Path, case:
     if not chemprop_available():
         pytest.skip("chemprop is not installed")
     data, extra = bbbp, ["--split-sizes", "1,0,0"]
-    if case == "four molecules":
+    if case == "four molecules":  # two of each class (one class alone is refused)
+        lines = bbbp.read_bytes().splitlines(keepends=True)
+        fields = [next(csv.reader([ln.decode()])) for ln in lines]
+        label = fields[0].index("p_np")
+        by_class = {
+            c: [ln for ln, f in zip(lines[1:], fields[1:], strict=True) if f[label] == c]
+            for c in "01"
+        }
         data = tmp_path / "four.csv"
-        data.write_bytes(b"".join(bbbp.read_bytes().splitlines(keepends=True)[:5]))
+        data.write_bytes(b"".join([lines[0], *by_class["0"][:2], *by_class["1"][:2]]))
         extra = ["--target-columns", "p_np"]
     out = tmp_path / "o"
     result = molpeg("prune", data, "--backend", "chemprop", "--epochs", 2, "-o", out, *extra)
@@ -433,7 +443,8 @@ def test_chemprop_without_validation_molecules(bbbp: Path, tmp_path: Path, case:
     report = json.loads((out / "report.json").read_text())
     assert report["counts"]["validation"] == 0
     assert report["epochs"][0]["num_kept"] == report["counts"]["train"]
-    assert report["best_epoch"] == 1 and len(report["files"]["plots"]) == 4
+    # without validation molecules the last epoch (epoch 2, counted from 1) is reported
+    assert report["best_epoch"] == 2 and len(report["files"]["plots"]) == 4
 
 
 def test_a_model_written_into_the_output_folder_joins_the_staged_set(tmp_path: Path):

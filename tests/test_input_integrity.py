@@ -342,5 +342,5 @@ def test_prune_source_refuses_stray_quotes_and_misread_smiles(tmp_path: Path):
     assert skipped["row"].tolist() == [4, 5]
     assert "contains whitespace" in skipped["reason"][0]
     assert "non-ASCII" in skipped["reason"][1]
-    kept = (out / "kept.csv").read_text()
+    kept = (out / "pruned.csv").read_text()
     assert "CC O" not in kept and "ＣＣO" not in kept
