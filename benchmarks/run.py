@@ -225,6 +225,8 @@ def command(run: Run, data_path: Path, out_dir: Path) -> list[str]:
     ]  # fmt: skip
     if run.method != "full":
         strategy, extra = VARIANTS.get(run.method, (run.method, []))
+        if strategy == "molpeg" and "--prune-reference" not in extra:
+            extra = ["--prune-reference", "model", *extra]  # `molpeg` rows: the paper's rule
         cmd += [
             "--plugin", "molpeg", "--prune-ratio", str(run.ratio), "--prune-strategy", strategy,
             *extra,

@@ -101,7 +101,7 @@ def test_tox21_pruned_epochs_losses_map_to_molecules(tox21: Any) -> None:
     model = dc.models.MultitaskClassifier(
         TOX21_TASKS, 1024, layer_sizes=[64], dropouts=0.0, batch_size=BATCH
     )
-    pruning = MolPegDeepChem(model, dataset, prune_ratio=0.5, epochs=3, seed=1)
+    pruning = MolPegDeepChem(model, dataset, prune_ratio=0.5, epochs=3, seed=1, reference="model")
     spy = Recorder(pruning, tox21_loss(dataset))
 
     model.fit(
@@ -177,7 +177,7 @@ def test_esol_disk_dataset_writes_no_shards(
         learning_rate=0.01,
         model_dir=str(tmp_path / "m"),
     )
-    pruning = MolPegDeepChem(model, disk, prune_ratio=0.5, epochs=5)
+    pruning = MolPegDeepChem(model, disk, prune_ratio=0.5, epochs=5, reference="model")
     spy = Recorder(pruning, esol_loss(X, targets))
     model.fit(pruning.dataset, nb_epoch=5, loss=pruning.loss, callbacks=[pruning.callback])
 

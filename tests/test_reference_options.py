@@ -34,7 +34,7 @@ def test_options_are_validated() -> None:
     for bad in (0, -2, 1.5, True):
         with pytest.raises(ConfigError, match="reference_every"):
             PruneConfig(reference_every=bad)
-    assert PruneConfig().reference == "model" and PruneConfig().reference_every == 1
+    assert PruneConfig().reference == "head" and PruneConfig().reference_every == 1
 
 
 def test_batches_without_reference_use_the_last_reference_loss() -> None:
@@ -275,7 +275,7 @@ def test_deepchem_head_reference(data_dir: Path) -> None:
 
 
 @pytest.mark.deepchem
-def test_deepchem_head_reference_needs_an_output_layer(data_dir: Path) -> None:
+def test_deepchem_model_without_a_known_head_uses_the_model_reference(data_dir: Path) -> None:
     dc = pytest.importorskip("deepchem")
     from molpeg_deepchem import MolPegDeepChem
 
@@ -289,8 +289,9 @@ def test_deepchem_head_reference_needs_an_output_layer(data_dir: Path) -> None:
 
     model = dc.models.TorchModel(Plain(), loss=dc.models.losses.L2Loss())
     dataset = dc.data.NumpyDataset(np.zeros((8, 4), np.float32), np.zeros((8, 1), np.float32))
-    with pytest.raises(Exception, match="needs a DeepChem model with an output_layer"):
-        MolPegDeepChem(model, dataset, reference="head")
+    with pytest.warns(UserWarning, match="uses the full-model reference"):
+        pruning = MolPegDeepChem(model, dataset, reference="head")
+    assert not pruning.head_only and isinstance(pruning.reference.module, Plain)
 
 
 # --------------------------------------------------------------------------- Chemprop

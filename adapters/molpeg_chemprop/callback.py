@@ -19,11 +19,12 @@ What it does, per piece of the training loop:
 * **Online loss.** The criterion's ``update`` is wrapped (instance attribute, nothing else
   changes) so that the ``(batch, tasks)`` loss the training step computes anyway is kept as
   one value per molecule — no second online forward.
-* **Reference loss.** One ``no_grad`` eval-mode forward of the EMA reference per batch;
-  the reference follows the online model after every optimizer step. With
-  ``reference="head"`` the reference is an EMA of the predictor (FFN) only, run on the
-  fingerprint the training step computed, so no second message-passing pass runs; with
-  ``reference_every=k`` it is run on every k-th batch of a pruned epoch only.
+* **Reference loss.** By default (``reference="head"``) the reference is an EMA of the
+  predictor (FFN) only, run under ``no_grad`` on the fingerprint the training step computed,
+  so no second message-passing pass runs. With ``reference="model"`` (the paper's rule) it
+  is an EMA of the whole MPNN with its own eval-mode forward per batch. Either follows the
+  online model after every optimizer step; with ``reference_every=k`` it is run on every
+  k-th batch of a pruned epoch only.
 * **Selection.** After the last training batch of an epoch (before validation and
   checkpointing, so checkpoints hold the next epoch's keep set) the pruner folds in the
   scores and chooses the next epoch's molecules.

@@ -65,10 +65,10 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "prune_reference": (
         ("--prune-reference",),
         {
-            "choices": ("model", "head"),
-            "default": "model",
-            "help": "EMA reference: the whole model (paper) or its FFN head on the shared "
-            "fingerprint (a head forward instead of a model forward).",
+            "choices": ("head", "model"),
+            "default": "head",
+            "help": "EMA reference: the FFN head on the shared fingerprint (default: a head "
+            "forward instead of a model forward) or the whole model (the paper's rule).",
         },
     ),
     "prune_reference_every": (

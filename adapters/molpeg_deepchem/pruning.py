@@ -16,6 +16,7 @@ three small pieces cooperate (all created by :class:`MolPegDeepChem`):
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -86,13 +87,14 @@ class MolPegDeepChem:
             **overrides,
         )
         self.reference: EMAReference | None = None
-        self.head_only = self.pruner.config.reference == "head"
+        self.head_only = self.pruner.config.reference == "head" and _has_head(model)
         if self.pruner.strategy.needs_reference:
-            if self.head_only and not _has_head(model):
-                raise MolPegError(
-                    f"reference='head' needs a DeepChem model with an output_layer fed by its "
-                    f"'embedding' output (MultitaskClassifier, MultitaskRegressor); "
-                    f"{type(model).__name__} has none: use reference='model'"
+            if self.pruner.config.reference == "head" and not self.head_only:
+                warnings.warn(
+                    f"{type(model).__name__} has no output_layer fed by an 'embedding' output "
+                    "(as MultitaskClassifier/MultitaskRegressor have): MolPeg uses the "
+                    "full-model reference (reference='model')",
+                    stacklevel=2,
                 )
             self.reference = EMAReference(
                 self.reference_source(),

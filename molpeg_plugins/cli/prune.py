@@ -82,8 +82,8 @@ class Device(str, Enum):
 class Reference(str, Enum):
     """What MolPeg's EMA reference averages (see :attr:`PruneConfig.reference`)."""
 
-    model = "model"
     head = "head"
+    model = "model"
 
 
 class Format(str, Enum):
@@ -379,9 +379,9 @@ def prune(
     ),
     ema_momentum: float = typer.Option(0.5, help="β of MolPeg's EMA reference, in [0, 1]."),
     reference: Reference = typer.Option(
-        Reference.model,
-        help="MolPeg's EMA reference: the whole model (paper) or its head on the shared "
-        "embedding (a head forward instead of a model forward).",
+        Reference.head,
+        help="MolPeg's EMA reference: its head on the shared embedding (a head forward "
+        "instead of a model forward) or the whole model (the paper's rule).",
     ),
     reference_every: int = typer.Option(
         1, min=1, help="Run the reference on every k-th batch of a pruned epoch."
@@ -640,9 +640,9 @@ def run_prune(display: Display, *, data: Path | None, output: Path, **opts: Any)
 
 
 def _reference_note(parameters: dict[str, Any]) -> str:
-    """`` (head reference, refreshed every 4th batch)`` when not the paper's reference."""
+    """`` (model reference, reference every 4 batches)`` when not the default reference."""
     parts = []
-    if parameters.get("reference", "model") != "model":
+    if parameters.get("reference", "head") != "head":
         parts.append(f"{parameters['reference']} reference")
     if parameters.get("reference_every", 1) != 1:
         parts.append(f"reference every {parameters['reference_every']} batches")
