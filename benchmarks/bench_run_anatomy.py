@@ -36,6 +36,7 @@ RESULTS = HERE / "results"
 CONFIGS: dict[str, list[str] | None] = {
     "full": None,
     "soft-random": ["--prune-strategy", "soft-random"],
+    "infobatch": ["--prune-strategy", "infobatch"],
     "molpeg": ["--prune-strategy", "molpeg", "--prune-reference", "model"],
     "molpeg-head": ["--prune-strategy", "molpeg", "--prune-reference", "head"],
     "molpeg-every4": [

@@ -24,7 +24,22 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks/results"
 IMG = ROOT / "docs/img/benchmark_equal_time.png"
 # reference-tier method → run-anatomy configuration with the same command line
-ANATOMY = {"molpeg": "molpeg", "molpeg+head": "molpeg-head", "molpeg+every4": "molpeg-every4"}
+ANATOMY = {
+    "molpeg": "molpeg",
+    "molpeg+head": "molpeg-head",
+    "molpeg+every4": "molpeg-every4",
+    "soft-random": "soft-random",
+    "infobatch": "infobatch",
+}
+
+
+LABELS = {
+    "molpeg": "MolPeg, model reference (paper)",
+    "molpeg+head": "MolPeg, head reference (default)",
+    "molpeg+every4": "MolPeg, model reference every 4th batch",
+    "soft-random": "soft random",
+    "infobatch": "InfoBatch",
+}
 
 
 def anatomy() -> pd.DataFrame:
@@ -40,6 +55,7 @@ def full_data() -> pd.DataFrame:
     of the ``investigate`` tier's full-data runs, wall time of the run anatomy's ``full``.
     """
     short = pd.read_csv(RESULTS / "equal-time.csv")
+    short = short[short.method == "full"]
     short = short.assign(wall=short.wall_seconds)
     ten = pd.read_csv(RESULTS / "investigate.csv")
     ten = ten[(ten.method == "full") & (ten.dataset == "HIV-10k")]
@@ -50,8 +66,10 @@ def full_data() -> pd.DataFrame:
 
 
 def pruned() -> pd.DataFrame:
-    """MolPeg runs of the reference tier with the quiet wall time of their configuration."""
+    """Pruned 10-epoch runs (MolPeg's references, the baselines) with quiet wall times."""
     frame = pd.read_csv(RESULTS / "reference.csv")
+    baselines = pd.read_csv(RESULTS / "equal-time.csv")
+    frame = pd.concat([frame, baselines[baselines.method != "full"]])
     quiet = anatomy()
     wall = {
         (m, r): float(quiet[(quiet.config == c) & (quiet.ratio == r)].total.iloc[0])
@@ -96,7 +114,7 @@ def main() -> None:
     for row in runs.itertuples():
         wall = "—" if pd.isna(row.wall) else f"{row.wall:.0f}"
         lines.append(
-            f"| {row.method} {int(row.ratio * 100)}% pruned | 10 | {wall} | "
+            f"| {LABELS.get(row.method, row.method)}, {int(row.ratio * 100)}% pruned | 10 | {wall} | "
             f"{row.auc:.1f} ± {row.sd:.1f} | {row.seeds} |"
         )
     fig = Figure(figsize=(6.4, 4.2), layout="constrained")
@@ -105,7 +123,7 @@ def main() -> None:
                 label="full data (3, 4, 6, 10 epochs)")  # fmt: skip
     for method, group in runs.dropna(subset=["wall"]).groupby("method"):
         ax.errorbar(group.wall, group.auc, yerr=group.sd, marker="s", linestyle="none",
-                    capsize=3, label=f"{method}, 10 epochs")  # fmt: skip
+                    capsize=3, label=f"{LABELS.get(method, method)}, 10 epochs")  # fmt: skip
         for row in group.itertuples():
             ax.annotate(f"{int(row.ratio * 100)}%", (row.wall, row.auc), xytext=(4, 4),
                         textcoords="offset points", fontsize=8)  # fmt: skip
@@ -119,13 +137,15 @@ def main() -> None:
             "### Equal wall time (HIV-10k, CPU)",
             "",
             "Full-data runs trained for fewer epochs (Chemprop sizes its learning-rate schedule",
-            "to each run's epochs) against MolPeg's 10-epoch pruned runs. The 3/4/6-epoch wall",
+            "to each run's epochs) against 10-epoch pruned runs. The 3/4/6-epoch wall",
             "times are those of the runs themselves (one at a time, quiet machine); the",
             "10-epoch and pruned wall times are the quiet run-anatomy measurements of the same",
             "command lines, their accuracies the means over the seeds of the `investigate`",
             "(full data) and `reference` (pruned) tiers.",
             "",
-            "Commands: `python benchmarks/run.py --tier equal-time` (full data, 3/4/6 epochs),",
+            "Commands: `python benchmarks/run.py --tier equal-time --only full` (full data,",
+            "3/4/6 epochs, one run at a time), `python benchmarks/run.py --tier equal-time",
+            "--only soft-random,infobatch --jobs 2 --threads 1` (the baselines at 60%),",
             "`python benchmarks/run.py --tier investigate` (full data, 10 epochs),",
             "`python benchmarks/run.py --tier reference --jobs 2 --threads 1`,",
             "`python benchmarks/bench_run_anatomy.py --epochs 10`, then",
