@@ -113,10 +113,8 @@ def main() -> None:
         )
     for row in runs.itertuples():
         wall = "—" if pd.isna(row.wall) else f"{row.wall:.0f}"
-        lines.append(
-            f"| {LABELS.get(row.method, row.method)}, {int(row.ratio * 100)}% pruned | 10 | {wall} | "
-            f"{row.auc:.1f} ± {row.sd:.1f} | {row.seeds} |"
-        )
+        name = f"{LABELS.get(row.method, row.method)}, {int(row.ratio * 100)}% pruned"
+        lines.append(f"| {name} | 10 | {wall} | {row.auc:.1f} ± {row.sd:.1f} | {row.seeds} |")
     fig = Figure(figsize=(6.4, 4.2), layout="constrained")
     ax = fig.add_subplot()
     ax.errorbar(full.wall, full.auc, yerr=full.sd, marker="o", color="black", capsize=3,
