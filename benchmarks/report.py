@@ -40,6 +40,7 @@ TIER_COMMANDS = {
 SUMMARY = "analysis.md"  # hand-written reading of the results, placed first
 SNIPPETS = [
     "run_anatomy.md",
+    "equal_time.md",
     "chemprop_overhead.md",
     "step_anatomy.md",
     "deepchem_fit.md",

@@ -337,7 +337,11 @@ def test_chemprop_callback_options(data_dir: Path, reference: str) -> None:
     pm = make_plugin_manager()
     counter = ReferenceForwards()
     pm.register(counter)
-    options = {"reference": "head"} if reference == "head" else {"reference_every": 2}
+    options = (
+        {"reference": "head"}
+        if reference == "head"
+        else {"reference": "model", "reference_every": 2}
+    )
     molpeg = MolPegCallback(prune_ratio=0.5, plugin_manager=pm, **options)
     trainer = pl.Trainer(
         max_epochs=3,
