@@ -274,8 +274,9 @@ class Pruner:
 
         Losses are detached and stay on their device; nothing is synchronised with the host.
         A reference-based strategy scores a batch recorded without ``reference_loss``
-        against each sample's last reference loss (see :meth:`reference_due`); an epoch
-        without any reference loss is an error when it is committed.
+        against each sample's last reference loss (see :meth:`reference_due`); if no
+        reference loss has been recorded by the end of the second epoch, :meth:`end_epoch`
+        raises (only the batches before the reference first moves may go without one).
         """
         self.book.record(indices, online_loss, reference_loss)
 
