@@ -13,6 +13,7 @@ skipped). ``--report`` regenerates ``docs/benchmarks.md`` and the plots from the
     python benchmarks/run.py --tier investigate      # MolPeg at 90%: annealing and β (CPU)
     python benchmarks/run.py --tier reference --jobs 2 --threads 1  # cheaper references (CPU)
     python benchmarks/run.py --tier equal-time       # full data for 3, 4 and 6 epochs (CPU)
+    python benchmarks/run.py --tier staleness --jobs 2 --threads 1  # MolPeg at 80-90% (CPU)
     python benchmarks/run.py --tier paper --jobs 12  # the full grid (GPU; resumable)
     python benchmarks/run.py --report                # tables + plots only
 
@@ -98,7 +99,10 @@ HIV = Dataset("HIV", SHARED / "data/moleculenet/HIV.csv", "classification", "HIV
 LIPO = Dataset(
     "Lipophilicity", SHARED / "data/moleculenet/Lipophilicity.csv", "regression", "exp", "rmse"
 )
-TIERS = ["quick", "timing", "gpu-timing", "own", "investigate", "reference", "equal-time", "paper"]
+TIERS = [
+    "quick", "timing", "gpu-timing", "own", "investigate", "reference", "equal-time", "staleness",
+    "paper",
+]  # fmt: skip
 METHODS = ["molpeg", "infobatch", "soft-random", "hard-random", "el2n"]
 # Method variants of the `investigate` tier: name → (strategy, extra chemprop options).
 VARIANTS = {
@@ -108,6 +112,31 @@ VARIANTS = {
     # cheaper references (the `reference` tier)
     "molpeg+head": ("molpeg", ["--prune-reference", "head"]),
     "molpeg+every4": ("molpeg", ["--prune-reference-every", "4"]),
+    # exploration outside the top-k against stale scores (the `staleness` tier; head reference)
+    **{
+        f"molpeg+head+explore{share}{pick}": (
+            "molpeg",
+            [
+                "--prune-reference",
+                "head",
+                "--prune-strategy-option",
+                f"explore={share}",
+                "--prune-strategy-option",
+                f"explore_from={pick or 'stalest'}",
+            ],
+        )
+        for share in ("0.2", "0.5")
+        for pick in ("", "random")
+    },
+    "molpeg+head+calibrated": (
+        "molpeg",
+        ["--prune-reference", "head"]
+        + [
+            arg
+            for option in ("explore=0.2", "explore_from=random", "calibrate=true")
+            for arg in ("--prune-strategy-option", option)
+        ],
+    ),
 }
 
 
@@ -166,6 +195,23 @@ def grid(tier: str, foundation: Path) -> list[Run]:
             for s in (0, 1, 2)
             for m in ("soft-random", "infobatch")
         ]
+    elif tier == "staleness":
+        # MolPeg at high pruning ratios, where stale scores decide the keep set: exploration
+        # outside the top-k against the plain top-k and the baselines (HIV-10k, 10 epochs,
+        # 3 seeds; 90% first). Faithful MolPeg, InfoBatch and soft random at 90% and full data
+        # are in the `investigate` tier, the head reference at 40-80% in `reference`.
+        hiv = Dataset(**{**HIV.__dict__, "name": "HIV-10k", "subsample": 10_000})
+        explore = [
+            "molpeg+head+explore0.2",
+            "molpeg+head+explore0.2random",
+            "molpeg+head+calibrated",
+        ]
+        plan = [
+            (0.9, ["molpeg+head", *explore, "el2n"]),
+            (0.8, [*explore, "infobatch", "el2n", "soft-random"]),
+        ]
+        for ratio, methods in plan:
+            runs += [Run(hiv, m, ratio, s, 10, foundation) for s in (0, 1, 2) for m in methods]
     elif tier == "own":
         # Fine-tuning from our own descriptor-pretrained encoder (pretrain_descriptors.py).
         hiv = Dataset(**{**HIV.__dict__, "name": "HIV-10k", "subsample": 10_000})

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
+import pytest
 import torch
 
 from molpeg_plugins import Pruner
+from molpeg_plugins.errors import ConfigError
+from molpeg_plugins.plugins import make_plugin_manager
+from molpeg_plugins.scorebook import ScoreBook
 
 
 def test_score_age_coverage_and_turnover_of_each_keep_set() -> None:
@@ -32,3 +38,111 @@ def test_unpruned_epochs_carry_no_staleness_statistics() -> None:
     pruner.record(torch.arange(10), torch.rand(10), torch.rand(10))
     selection = pruner.end_epoch()
     assert "keep_turnover" not in selection.stats and "score_age_mean" not in selection.stats
+
+
+def _outside_top_k(scores: torch.Tensor, kept: torch.Tensor, k: int) -> int:
+    top = set(torch.topk(scores, k).indices.tolist())
+    return sum(1 for i in kept.tolist() if i not in top)
+
+
+@pytest.mark.parametrize("share,pick", [(0.2, "stalest"), (0.5, "random"), (0.25, "stalest")])
+def test_exploration_takes_its_share_from_outside_the_top_k(share: float, pick: str) -> None:
+    n, k = 100, 20
+    pm = make_plugin_manager(entry_points=False)
+    strategy = pm.create_strategy("molpeg", explore=share, explore_from=pick)
+    book = ScoreBook(n)
+    book.score = torch.randperm(n).float()  # distinct scores: the top-k is well defined
+    choice = strategy.select(book, k, epoch=3, generator=torch.Generator().manual_seed(0))
+    kept = choice.indices
+    m = math.floor(share * k + 0.5)
+    assert kept.numel() == k == kept.unique().numel()
+    assert _outside_top_k(book.score, kept, k) == m
+    assert set(torch.topk(book.score, k - m).indices.tolist()) <= set(kept.tolist())
+
+
+def test_stalest_exploration_takes_the_oldest_scores_first() -> None:
+    n, k = 12, 4
+    strategy = make_plugin_manager(entry_points=False).create_strategy("molpeg", explore=0.5)
+    book = ScoreBook(n)
+    book.score = torch.arange(n, 0, -1).float()  # sample 0 has the top score
+    book.last_epoch = torch.tensor([5, 5, 5, 5, 5, 5, 1, 5, 0, 5, 5, 5])
+    kept = strategy.select(book, k, epoch=6, generator=torch.Generator().manual_seed(1))
+    assert sorted(kept.indices.tolist()) == [0, 1, 6, 8]  # top 2, then the two oldest scores
+
+
+def test_exploration_zero_is_the_plain_top_k() -> None:
+    pm = make_plugin_manager(entry_points=False)
+    book = ScoreBook(50)
+    book.score = torch.rand(50, generator=torch.Generator().manual_seed(2))
+    plain = pm.create_strategy("molpeg").select(book, 10, epoch=2, generator=_gen())
+    zero = pm.create_strategy("molpeg", explore=0.0).select(book, 10, epoch=2, generator=_gen())
+    assert torch.equal(plain.indices, zero.indices)
+    assert set(plain.indices.tolist()) == set(torch.topk(book.score, 10).indices.tolist())
+
+
+def _gen() -> torch.Generator:
+    return torch.Generator().manual_seed(7)
+
+
+def _shrinking_scores_run(pruner: Pruner, epochs: int) -> list[dict[str, float]]:
+    """Train-loop stand-in: sample i's score is ``(1 + i/N)·½^epoch`` (decaying step size)."""
+    value = 1.0 + torch.arange(pruner.num_samples) / pruner.num_samples
+    stats = []
+    for epoch in range(epochs):
+        idx = pruner.start_epoch().indices
+        pruner.record(idx, value[idx] * 0.5**epoch, torch.zeros(idx.numel()))
+        stats.append(pruner.end_epoch().stats)
+    return stats[:-1]  # the last selection is past the end of the run
+
+
+def test_shrinking_scores_make_the_plain_top_k_drop_what_it_just_trained() -> None:
+    """The staleness effect in miniature: every fresh score is smaller than any stale one, so
+    the plain top-k never keeps a molecule twice; calibrated scores keep the best ones."""
+    run = dict(prune_ratio=0.9, total_epochs=8, shuffle=False, seed=0)
+    plain = _shrinking_scores_run(Pruner(200, **run), 8)
+    assert [s["keep_turnover"] for s in plain[1:]] == [1.0] * (len(plain) - 1)
+    options = {"explore": 0.25, "explore_from": "random", "calibrate": True}
+    calibrated = _shrinking_scores_run(Pruner(200, strategy_options=options, **run), 8)
+    # 15 of the 20 kept are the top scores on one scale, the same every epoch; only the 5
+    # random explorers change (some of them may repeat)
+    assert all(s["keep_turnover"] <= 0.25 for s in calibrated[1:])
+
+
+def test_calibration_needs_random_explorers() -> None:
+    pm = make_plugin_manager(entry_points=False)
+    with pytest.raises(ConfigError, match="explore_from=random"):
+        pm.create_strategy("molpeg", explore=0.2, calibrate=True)
+
+
+def test_calibration_state_survives_a_resume() -> None:
+    options = {"explore": 0.25, "explore_from": "random", "calibrate": True}
+    run = dict(prune_ratio=0.9, total_epochs=8, shuffle=False, seed=0)
+    first = Pruner(200, strategy_options=options, **run)
+    _shrinking_scores_run(first, 4)
+    resumed = Pruner(200, strategy_options=options, **run)
+    resumed.load_state_dict(first.state_dict())
+    assert resumed.strategy.state_dict()["scale"] == first.strategy.state_dict()["scale"]
+    assert torch.equal(_shrinking_scores_tail(first), _shrinking_scores_tail(resumed))
+
+
+def _shrinking_scores_tail(pruner: Pruner) -> torch.Tensor:
+    value = 1.0 + torch.arange(pruner.num_samples) / pruner.num_samples
+    idx = pruner.start_epoch().indices
+    pruner.record(idx, value[idx] * 0.5**pruner.epoch, torch.zeros(idx.numel()))
+    return pruner.end_epoch().indices
+
+
+def test_strategy_options_from_the_command_line() -> None:
+    cls = make_plugin_manager(entry_points=False).strategy_class("molpeg")
+    assert cls.parse_options(["explore=0.2", "explore_from=random"]) == {
+        "explore": 0.2,
+        "explore_from": "random",
+    }
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        cls.parse_options(["explore"])
+    with pytest.raises(ConfigError, match="no option 'epsilon'"):
+        cls.parse_options(["epsilon=0.1"])
+    with pytest.raises(ConfigError, match="explore='lots' must be a float"):
+        cls.parse_options(["explore=lots"])
+    with pytest.raises(ConfigError, match=r"must be in \[0, 1\)"):
+        cls(**cls.parse_options(["explore=1.5"]))

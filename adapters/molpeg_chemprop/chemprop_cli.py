@@ -80,6 +80,16 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
             "losses in between).",
         },
     ),
+    "prune_strategy_option": (
+        ("--prune-strategy-option",),
+        {
+            "action": "append",
+            "default": None,
+            "metavar": "KEY=VALUE",
+            "help": "An option of the strategy, e.g. explore=0.2 for molpeg (repeatable; "
+            "`molpeg strategies` lists each strategy's options).",
+        },
+    ),
     "prune_warmup_epochs": (
         ("--prune-warmup-epochs",),
         {"type": int, "default": 1, "help": "Leading epochs on all molecules."},
@@ -217,13 +227,15 @@ def pop_options(args: argparse.Namespace) -> SimpleNamespace:
     return SimpleNamespace(**values)
 
 
-def prune_config(options: SimpleNamespace) -> Any:
+def prune_config(options: SimpleNamespace, pm: Any) -> Any:
     """The :class:`~molpeg_plugins.PruneConfig` the command-line options describe."""
     from molpeg_plugins import PruneConfig
 
+    strategy = pm.strategy_class(options.prune_strategy)
     return PruneConfig(
         prune_ratio=options.prune_ratio,
         strategy=options.prune_strategy,
+        strategy_options=strategy.parse_options(options.prune_strategy_option or []),
         ema_momentum=options.ema_momentum,
         reference=options.prune_reference,
         reference_every=options.prune_reference_every,
@@ -244,8 +256,7 @@ def activated(
     if options.plugin not in PLUGIN_NAMES:
         raise UnknownNameError("plugin", options.plugin, PLUGIN_NAMES)
     pm = get_plugin_manager()
-    config = prune_config(options)
-    pm.strategy_class(config.strategy)
+    config = prune_config(options, pm)
     if getattr(args, "class_balance", False):
         raise MolPegError(
             "--class-balance cannot be combined with --plugin molpeg (both choose the "

@@ -50,12 +50,14 @@ def strategies() -> None:
     table.add_column("kind")
     table.add_column("tasks")
     table.add_column("description")
+    table.add_column("options (defaults)")
     for name, cls in get_plugin_manager().strategies().items():
         table.add_row(
             escape(name),
             "dynamic" if cls.dynamic else "static",
             ", ".join(sorted(cls.tasks)),
             escape(cls.description),
+            escape(" ".join(f"{k}={v}" for k, v in cls.options.items())),
         )
     Console().print(table)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -79,6 +80,29 @@ class Strategy(ABC):
         self.num_samples: int | None = None
         self.device: torch.device = torch.device("cpu")
 
+    @classmethod
+    def parse_options(cls, pairs: Sequence[str]) -> dict[str, Any]:
+        """Turn command-line ``KEY=VALUE`` strings into constructor options.
+
+        Each value is converted to the type of the option's default (``float``, ``int``,
+        ``bool`` from ``true/false/1/0``, else the string; an option whose default is
+        ``None`` takes a number when the value is one). A :class:`ConfigError` names the
+        first malformed pair or unknown option.
+        """
+        parsed: dict[str, Any] = {}
+        for pair in pairs:
+            key, sep, text = pair.partition("=")
+            key, text = key.strip(), text.strip()
+            if not sep or not key or not text:
+                raise ConfigError(f"strategy option {pair!r} must be KEY=VALUE, e.g. explore=0.2")
+            if key not in cls.options:
+                valid = ", ".join(sorted(cls.options)) or "none"
+                raise ConfigError(
+                    f"strategy {cls.name!r} has no option {key!r} (valid options: {valid})"
+                )
+            parsed[key] = _convert(key, text, cls.options[key])
+        return parsed
+
     def bind(self, num_samples: int, device: torch.device | str | None = None) -> None:
         """Learn the dataset size and the device of the score table before training.
 
@@ -143,6 +167,30 @@ class Strategy(ABC):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
+
+
+def _convert(key: str, text: str, default: Any) -> Any:
+    """``text`` as the type of ``default`` (see :meth:`Strategy.parse_options`)."""
+    try:
+        if isinstance(default, bool):
+            if text.lower() in ("true", "1", "yes"):
+                return True
+            if text.lower() in ("false", "0", "no"):
+                return False
+            raise ValueError(text)
+        if isinstance(default, int):
+            return int(text)
+        if isinstance(default, float):
+            return float(text)
+    except ValueError:
+        kind = type(default).__name__
+        raise ConfigError(f"strategy option {key}={text!r} must be a {kind}") from None
+    if default is None:
+        try:
+            return float(text)
+        except ValueError:
+            return text
+    return text
 
 
 def top_k(values: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -22,11 +22,53 @@ class MolPeg(Strategy):
     samples the online model has just learned (easy) and just got worse at (hard); samples
     whose loss barely moves carry little gradient along the current update and are dropped.
     Unscored samples (never seen) are kept first.
+
+    A pruned-out sample keeps the score of the epoch it was last trained in, and scores
+    shrink as the learning rate decays, so at high pruning ratios old, large scores crowd
+    out fresh ones and most of the data is never seen again after the warm-up (see the
+    staleness statistics ``visited_since_warmup`` and ``score_age_mean``). ``explore``
+    spends a share of the budget outside the top-k to refresh such samples.
+
+    Options:
+        explore: share ``s`` of the kept budget ``k`` taken from outside the ``k`` highest
+            scores (``round_half_up(s·k)`` samples, fewer only when fewer remain); ``0``
+            (default) is the paper's rule, the plain top-k.
+        explore_from: which of the samples outside the top-k: ``"stalest"`` (default:
+            those whose score is oldest, ties at random, so every sample is revisited in
+            turn) or ``"random"`` (uniformly at random).
+        calibrate: put scores of different epochs on one scale before ranking (needs
+            ``explore_from="random"``). The random explorers are an unbiased sample of the
+            set, so the ratio of their fresh mean score to their mean score when picked
+            measures how much scores shrank in that epoch; every older score is multiplied
+            by the product of the ratios since it was computed.
     """
 
     name = "molpeg"
     description = "Keep the largest |loss(online) − loss(EMA reference)| (MolPeg, NeurIPS 2024)."
     needs_reference = True
+    options = {"explore": 0.0, "explore_from": "stalest", "calibrate": False}
+    EXPLORE_FROM = ("stalest", "random")
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        share = self.settings["explore"]
+        if not isinstance(share, (int, float)) or math.isnan(share) or not 0.0 <= share < 1.0:
+            raise ConfigError(f"{self.name} option explore={share!r} must be in [0, 1)")
+        if self.settings["explore_from"] not in self.EXPLORE_FROM:
+            raise ConfigError(
+                f"{self.name} option explore_from={self.settings['explore_from']!r}: use one of "
+                f"{', '.join(self.EXPLORE_FROM)}"
+            )
+        if self.settings["calibrate"] and (not share or self.settings["explore_from"] != "random"):
+            raise ConfigError(
+                f"{self.name} option calibrate=true measures the score scale on random "
+                "explorers: also set explore > 0 and explore_from=random"
+            )
+        # calibration: epoch → factor to today's score scale; last random picks and their
+        # calibrated scores when picked
+        self._scale: dict[int, float] = {}
+        self._probes: torch.Tensor | None = None
+        self._probe_scores: torch.Tensor | None = None
 
     def score(self, online_loss: torch.Tensor, reference_loss: torch.Tensor | None) -> torch.Tensor:
         """``|online − reference|`` per sample; the reference losses are required."""
@@ -40,8 +82,66 @@ class MolPeg(Strategy):
     def select(
         self, book: ScoreBook, num_keep: int, *, epoch: int, generator: torch.Generator
     ) -> Selection:
-        """The ``num_keep`` largest scores (ties broken at random); unscored ones first."""
-        return Selection(top_k(book.score, num_keep, generator))
+        """The ``num_keep`` largest scores (ties at random; unscored first), less exploration.
+
+        With ``explore = s``, the top ``k − m`` scores plus ``m = round_half_up(s·k)``
+        samples from outside the top ``k`` (``m`` capped at the ``N − k`` there are).
+        """
+        share = float(self.settings["explore"])
+        wanted = math.floor(share * num_keep + 0.5) if share else 0
+        if wanted == 0:
+            return Selection(top_k(book.score, num_keep, generator))
+        score = self._calibrated(book) if self.settings["calibrate"] else book.score
+        ranked = top_k(score, book.num_samples, generator)
+        outside = ranked[num_keep:]
+        m = min(wanted, outside.numel())
+        if self.settings["explore_from"] == "random":
+            picked = outside[random_k(outside.numel(), m, generator, book.device)]
+            self._probes, self._probe_scores = picked, score[picked]
+        else:  # stalest: oldest score first, ties at random
+            shuffled = outside[torch.randperm(outside.numel(), generator=generator).to(book.device)]
+            order = torch.argsort(book.last_epoch[shuffled], stable=True)
+            picked = shuffled[order[:m]]
+        return Selection(torch.cat([ranked[: num_keep - m], picked]))
+
+    def _calibrated(self, book: ScoreBook) -> torch.Tensor:
+        """Scores on the scale of the latest epoch (see the ``calibrate`` option)."""
+        latest = int(book.last_epoch.max().item())
+        if latest < 0:
+            return book.score
+        if self._probes is not None and self._probe_scores is not None:
+            fresh = book.last_epoch[self._probes] == latest
+            before = self._probe_scores[fresh].sum()
+            after = book.score[self._probes][fresh].sum()
+            drift = (after / before).item() if bool(fresh.any()) else float("nan")
+            if math.isfinite(drift) and drift > 0:  # else: no usable measurement, keep scale
+                drift = min(max(drift, 1e-3), 1e3)
+                self._scale = {e: f * drift for e, f in self._scale.items() if e < latest}
+            self._probes = self._probe_scores = None
+        self._scale[latest] = 1.0
+        factor = torch.ones(latest + 2, device=book.device)  # index −1 (never scored) → 1
+        for epoch, f in self._scale.items():
+            factor[epoch] = f
+        return book.score * factor[book.last_epoch]
+
+    def state_dict(self) -> dict[str, Any]:
+        """The calibration scales and the last random explorers (empty without calibrate)."""
+        if not self.settings["calibrate"]:
+            return {}
+        return {
+            "scale": dict(self._scale),
+            "probes": None if self._probes is None else self._probes.cpu(),
+            "probe_scores": None if self._probe_scores is None else self._probe_scores.cpu(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        if not state:
+            return
+        self._scale = {int(e): float(f) for e, f in state["scale"].items()}
+        self._probes = None if state["probes"] is None else state["probes"].to(self.device)
+        scores = state["probe_scores"]
+        self._probe_scores = None if scores is None else scores.to(self.device)
 
 
 class SoftRandom(Strategy):
