@@ -184,12 +184,14 @@ class Pruner:
     def _select(self, epoch: int, previous: torch.Tensor | None = None) -> EpochSelection:
         gen = self._generator(epoch)
         weights = torch.ones(self.num_samples, device=self.device)
+        extra: dict[str, float] = {}
         if not self.is_pruned_epoch(epoch):
             indices = torch.arange(self.num_samples, device=self.device)
             pruned = False
         else:
             if self.strategy.dynamic or self._static_selection is None:
                 choice = self.strategy.select(self.book, self.num_kept, epoch=epoch, generator=gen)
+                extra = self.strategy.selection_stats()
                 if not self.strategy.dynamic:
                     self._static_selection = choice
             else:
@@ -207,7 +209,7 @@ class Pruner:
             indices = indices[perm]
         stats = {"num_kept": float(indices.numel()), **self.book.stats(indices)}
         if pruned:
-            stats.update(self._staleness(epoch, indices, previous))
+            stats.update(self._staleness(epoch, indices, previous), **extra)
         selection = EpochSelection(epoch, indices, weights, pruned, stats)
         self.sampler.set_order(indices)
         return selection

@@ -146,3 +146,16 @@ def test_strategy_options_from_the_command_line() -> None:
         cls.parse_options(["explore=lots"])
     with pytest.raises(ConfigError, match=r"must be in \[0, 1\)"):
         cls(**cls.parse_options(["explore=1.5"]))
+
+
+def test_random_explorers_measure_the_drift_and_rank_correlation_of_stale_scores() -> None:
+    options = {"explore": 0.25, "explore_from": "random", "calibrate": True}
+    run = dict(prune_ratio=0.9, total_epochs=8, shuffle=False, seed=0)
+    pruner = Pruner(200, strategy_options=options, **run)
+    stats = _shrinking_scores_run(pruner, 8)
+    measured = [s for s in stats if "explore_score_drift" in s]
+    assert len(measured) == len(stats) - 1  # from the second pruned epoch on
+    for s in measured:  # each epoch's scores are half the last's, in the same order
+        assert s["explore_score_drift"] == pytest.approx(0.5)
+        assert s["explore_rank_corr"] == pytest.approx(1.0)
+    assert "explore_rank_corr" in pruner.history[-1]

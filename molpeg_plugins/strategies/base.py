@@ -161,6 +161,14 @@ class Strategy(ABC):
         randomness from it so that every rank and every resumed run makes the same choice.
         """
 
+    def selection_stats(self) -> dict[str, float]:
+        """Diagnostics of the last :meth:`select`, added to that epoch's statistics.
+
+        They reach the observer hooks, the per-epoch history, ``report.json`` and the
+        Lightning logger with the pruner's own statistics. The default adds none.
+        """
+        return {}
+
     def state_dict(self) -> dict[str, Any]:
         """State to checkpoint besides the score table (default: none)."""
         return {}
@@ -203,6 +211,14 @@ def top_k(values: torch.Tensor, k: int, generator: torch.Generator) -> torch.Ten
     shuffled = torch.nan_to_num(values[perm].float(), nan=float("inf"))
     order = torch.argsort(shuffled, descending=True, stable=True)
     return perm[order[:k]]
+
+
+def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Spearman rank correlation of two 1-D tensors (``nan`` if either is constant)."""
+    ranks = [torch.argsort(torch.argsort(x.float())).double() for x in (a, b)]
+    x, y = (r - r.mean() for r in ranks)
+    denom = (x.norm() * y.norm()).item()
+    return (x @ y).item() / denom if denom else float("nan")
 
 
 def random_k(n: int, k: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:

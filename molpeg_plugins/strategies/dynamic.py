@@ -9,7 +9,7 @@ import torch
 
 from molpeg_plugins.errors import ConfigError
 from molpeg_plugins.hookspecs import hookimpl
-from molpeg_plugins.strategies.base import Selection, Strategy, random_k, top_k
+from molpeg_plugins.strategies.base import Selection, Strategy, random_k, spearman, top_k
 
 if TYPE_CHECKING:
     from molpeg_plugins.scorebook import ScoreBook
@@ -69,6 +69,7 @@ class MolPeg(Strategy):
         self._scale: dict[int, float] = {}
         self._probes: torch.Tensor | None = None
         self._probe_scores: torch.Tensor | None = None
+        self._diagnostics: dict[str, float] = {}
 
     def score(self, online_loss: torch.Tensor, reference_loss: torch.Tensor | None) -> torch.Tensor:
         """``|online − reference|`` per sample; the reference losses are required."""
@@ -91,6 +92,8 @@ class MolPeg(Strategy):
         wanted = math.floor(share * num_keep + 0.5) if share else 0
         if wanted == 0:
             return Selection(top_k(book.score, num_keep, generator))
+        if self.settings["explore_from"] == "random":
+            self._measure(book)
         score = self._calibrated(book) if self.settings["calibrate"] else book.score
         ranked = top_k(score, book.num_samples, generator)
         outside = ranked[num_keep:]
@@ -104,29 +107,50 @@ class MolPeg(Strategy):
             picked = shuffled[order[:m]]
         return Selection(torch.cat([ranked[: num_keep - m], picked]))
 
+    def _measure(self, book: ScoreBook) -> None:
+        """Compare the last random explorers' fresh scores with their scores when picked.
+
+        They are a random sample of the pruned-out set, so ``explore_score_drift`` (ratio of
+        the sums, fresh / when picked) is how much the scores' scale moved in one epoch,
+        and ``explore_rank_corr`` (Spearman) how well a stale score still ranks a sample.
+        With ``calibrate``, the drift rescales every older score.
+        """
+        self._diagnostics = {}
+        latest = int(book.last_epoch.max().item())
+        if self._probes is None or self._probe_scores is None or latest < 0:
+            return
+        fresh = book.last_epoch[self._probes] == latest
+        before, after = self._probe_scores[fresh], book.score[self._probes][fresh]
+        self._probes = self._probe_scores = None
+        if before.numel() < 2:
+            return
+        drift = (after.sum() / before.sum()).item()
+        self._diagnostics = {
+            "explore_score_drift": drift,
+            "explore_rank_corr": spearman(before, after),
+        }
+        if self.settings["calibrate"] and math.isfinite(drift) and drift > 0:
+            drift = min(max(drift, 1e-3), 1e3)
+            self._scale = {e: f * drift for e, f in self._scale.items() if e < latest}
+
     def _calibrated(self, book: ScoreBook) -> torch.Tensor:
         """Scores on the scale of the latest epoch (see the ``calibrate`` option)."""
         latest = int(book.last_epoch.max().item())
         if latest < 0:
             return book.score
-        if self._probes is not None and self._probe_scores is not None:
-            fresh = book.last_epoch[self._probes] == latest
-            before = self._probe_scores[fresh].sum()
-            after = book.score[self._probes][fresh].sum()
-            drift = (after / before).item() if bool(fresh.any()) else float("nan")
-            if math.isfinite(drift) and drift > 0:  # else: no usable measurement, keep scale
-                drift = min(max(drift, 1e-3), 1e3)
-                self._scale = {e: f * drift for e, f in self._scale.items() if e < latest}
-            self._probes = self._probe_scores = None
         self._scale[latest] = 1.0
         factor = torch.ones(latest + 2, device=book.device)  # index −1 (never scored) → 1
         for epoch, f in self._scale.items():
             factor[epoch] = f
         return book.score * factor[book.last_epoch]
 
+    def selection_stats(self) -> dict[str, float]:
+        """``explore_score_drift`` and ``explore_rank_corr`` (random exploration only)."""
+        return dict(self._diagnostics)
+
     def state_dict(self) -> dict[str, Any]:
-        """The calibration scales and the last random explorers (empty without calibrate)."""
-        if not self.settings["calibrate"]:
+        """Calibration scales and the last random explorers (empty without random explore)."""
+        if not self.settings["explore"] or self.settings["explore_from"] != "random":
             return {}
         return {
             "scale": dict(self._scale),
