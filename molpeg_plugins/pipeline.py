@@ -293,8 +293,9 @@ def run_prune(
             (a grid of runs on one dataset reads it once).
 
     Raises:
-        MolPegError: an invalid option (``ConfigError``, exit code 2) or unusable data
-            (exit code 1); nothing was written then, except where training itself failed.
+        MolPegError: an invalid option (``ConfigError``, exit code 2), unusable data or a
+            diverged training (exit code 1); the options are all checked before the data is
+            read, and the result set is moved into ``options.output`` only when complete.
         OSError: the input is unreadable or the output folder unwritable.
     """
     from molpeg_plugins.config import PruneConfig
