@@ -55,7 +55,9 @@ class Pruner:
         plugin_manager: where strategies are looked up and events are sent (default: the
             global one).
         strategy: a strategy name, or an already constructed :class:`Strategy`, overriding
-            ``config.strategy``.
+            ``config.strategy``. A named strategy is built with ``config.strategy_options``,
+            plus ``prune_ratio`` when it declares that option (InfoBatch); a constructed one
+            is used as it is.
         num_replicas, rank: sharding of the sampler (default: from ``torch.distributed``).
         task: ``"classification"`` or ``"regression"`` if known; a strategy that makes no
             sense for it (e.g. entropy on regression) is refused with a :class:`ConfigError`.
@@ -87,14 +89,11 @@ class Pruner:
         self.strategy: Strategy = (
             strategy
             if isinstance(strategy, Strategy)
-            else self.pm.create_strategy(self.config.strategy, **self.config.strategy_options)
+            else self.pm.create_strategy(self.config.strategy, **self._strategy_options())
         )
         self.task = task
         if task is not None:
             self.strategy.check_task(task)
-        settings = getattr(self.strategy, "settings", {})
-        if "prune_ratio" in settings and settings["prune_ratio"] is None:
-            settings["prune_ratio"] = self.config.prune_ratio
         self.num_samples = int(num_samples)
         if total_epochs is not None and total_epochs < 1:
             raise ConfigError(f"total_epochs={total_epochs} must be >= 1")
@@ -119,6 +118,15 @@ class Pruner:
         self.history: list[dict[str, float]] = []
         self._static_selection: Selection | None = None
         self.current = self._select(0)
+
+    def _strategy_options(self) -> dict[str, Any]:
+        """``config.strategy_options``, plus the run's ``prune_ratio`` for a strategy that
+        declares that option and was not given one (InfoBatch's ``budget="original"``)."""
+        options = dict(self.config.strategy_options)
+        declared = self.pm.strategy_class(self.config.strategy).options
+        if "prune_ratio" in declared and options.get("prune_ratio") is None:
+            options["prune_ratio"] = self.config.prune_ratio
+        return options
 
     # ------------------------------------------------------------------ schedule
 

@@ -47,6 +47,12 @@ class RunLayout:
     val: np.ndarray
     test: np.ndarray
 
+    @property
+    def split(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(train, val, test)``: the split a :class:`~molpeg_plugins.backend.FitJob` is
+        built from (:meth:`FitJob.from_table`), so that a run states its split once."""
+        return self.train, self.val, self.test
+
     def rows(self, positions: np.ndarray) -> np.ndarray:
         """Row numbers of molecule ``positions``."""
         return self.valid_rows[np.asarray(positions, dtype=np.int64)]

@@ -382,7 +382,7 @@ def test_rich_progress_bars_on_a_terminal(bbbp300: Path, tmp_path: Path):
     from rich.console import Console
 
     from molpeg_plugins.backend import FitJob
-    from molpeg_plugins.cli.prune import Display, EpochProgress
+    from molpeg_plugins.cli.display import Display, EpochProgress
     from molpeg_plugins.config import PruneConfig
     from molpeg_plugins.data import load_molecules, split_positions
     from molpeg_plugins.plugins import make_plugin_manager
@@ -415,7 +415,7 @@ def test_rich_progress_bars_on_a_terminal(bbbp300: Path, tmp_path: Path):
 
 
 def test_default_backend_is_chemprop_when_installed_else_torch():
-    from molpeg_plugins.cli.prune import choose_backend
+    from molpeg_plugins.pipeline import choose_backend
     from molpeg_plugins.plugins import make_plugin_manager
 
     assert choose_backend(make_plugin_manager(entry_points=False), None).name == "torch"

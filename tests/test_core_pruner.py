@@ -234,3 +234,21 @@ def test_reference_runs_in_eval_mode_without_grad() -> None:
     out = reference(x)
     assert not out.requires_grad
     torch.testing.assert_close(out, reference(x))  # no dropout noise
+
+
+def test_infobatch_is_built_with_the_run_prune_ratio_unless_given_one() -> None:
+    """The pruner passes its ratio as InfoBatch's ``prune_ratio`` option at construction."""
+    from molpeg_plugins.strategies.dynamic import InfoBatch
+
+    options = {"budget": "original"}
+    pruner = Pruner(
+        50, PruneConfig(prune_ratio=0.3, strategy_options=options), strategy="infobatch"
+    )
+    assert pruner.strategy.settings == {"budget": "original", "prune_ratio": 0.3}
+    assert options == {"budget": "original"}  # the config's options are not changed
+    given = {"budget": "original", "prune_ratio": 0.5}
+    pruner = Pruner(50, PruneConfig(prune_ratio=0.3, strategy_options=given), strategy="infobatch")
+    assert pruner.strategy.settings["prune_ratio"] == 0.5
+    built = InfoBatch(budget="original", prune_ratio=0.2)
+    assert Pruner(50, prune_ratio=0.3, strategy=built).strategy.settings["prune_ratio"] == 0.2
+    assert Pruner(50, prune_ratio=0.3, strategy="molpeg").strategy.settings == {}

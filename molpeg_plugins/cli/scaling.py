@@ -3,20 +3,23 @@
 ``molpeg scaling RESULTS.csv`` fits ``perf = a·x^b`` per strategy (see
 :mod:`molpeg_plugins.scaling`), prints a table and writes ``scaling_fits.csv`` and
 ``scaling.png``. ``molpeg scaling --run DATA.csv --output DIR`` first produces ``DIR/results.csv``
-by training with a registered backend at each kept fraction and strategy, then fits it.
+by one :func:`~molpeg_plugins.pipeline.run_prune` per kept fraction, strategy and seed, then
+fits it.
 """
 
 from __future__ import annotations
 
 import csv
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import typer
 
 from molpeg_plugins.cli.app import app
-from molpeg_plugins.errors import ConfigError, MolPegError
+from molpeg_plugins.cli.errors import exit_on_error
+from molpeg_plugins.errors import ConfigError
 
 
 def _parse_list(text: str, cast: Any, option: str) -> list[Any]:
@@ -46,34 +49,49 @@ def run_grid(
 ) -> Path:
     """Train at every (strategy, fraction, seed) and append rows to ``output/results.csv``.
 
-    Finished rows already in the file are skipped, so an interrupted grid resumes. The kept
-    fraction ``x`` is passed to the backend as ``prune_ratio = 1 − x`` with the strategy
+    Every grid point is one :func:`~molpeg_plugins.pipeline.run_prune` (on CPU, from
+    scratch) whose result set goes to ``output/runs/<strategy>_<fraction>_s<seed>/``; the data
+    is read once. Finished rows already in the results are skipped, so an interrupted grid
+    resumes. The kept fraction ``x`` is passed as ``prune_ratio = 1 − x`` with the strategy
     (static strategies keep ``x`` of the training set once, dynamic ones ``x`` per epoch).
     Warm-up epochs on the full data are used only by strategies that need them to score
-    (``Strategy.needs_warmup``), with their minimum number of warm-up epochs.
+    (:func:`~molpeg_plugins.pipeline.default_warmup_epochs` with ``only_where_needed``).
 
     Returns:
         The results CSV (columns ``strategy, fraction, metric, seed`` then details).
     """
-    from molpeg_plugins.backend import FitJob
-    from molpeg_plugins.config import PruneConfig
-    from molpeg_plugins.data import load_molecules, parse_split_sizes, split_positions
+    from molpeg_plugins.pipeline import (
+        PruneOptions,
+        default_warmup_epochs,
+        load_table,
+        run_prune,
+    )
     from molpeg_plugins.plugins import make_plugin_manager
 
     for f in fractions:
         if not 0.0 < f <= 1.0:
             raise ConfigError(f"--fractions: {f:g} is outside (0, 1]")
     pm = make_plugin_manager()
-    backend = pm.backend(backend_name)
-    ok, why = backend.availability()
+    ok, why = pm.backend(backend_name).availability()
     if not ok:
         raise ConfigError(f"backend {backend_name!r} is not available: {why}")
     classes = {s: pm.strategy_class(s) for s in strategies}
-    table = load_molecules(data, smiles_column=smiles_column, target_columns=target_columns)
+    base = PruneOptions(
+        output=output,
+        data=data,
+        backend=backend_name,
+        smiles_column=smiles_column,
+        target_columns=None if target_columns is None else tuple(target_columns),
+        epochs=epochs,
+        from_scratch=True,
+        split=split,
+        device="cpu",
+        batch_size=batch_size,
+        overwrite=True,
+    )
+    table = load_table(base)
     for cls in classes.values():
         cls.check_task(table.task)
-    valid = table.valid_rows
-    sizes = parse_split_sizes("0.8,0.1,0.1")
     output.mkdir(parents=True, exist_ok=True)
     results = output / "results.csv"
     fields = ["strategy", "fraction", "metric", "seed", "metric_name", "num_train", "seconds"]
@@ -87,40 +105,28 @@ def run_grid(
     total = len(strategies) * len(fractions) * len(seeds)
     k = 0
     for seed in seeds:
-        train, val, test = split_positions([table.scaffolds[i] for i in valid], split, sizes, seed)
         for strategy, cls in classes.items():
             for fraction in fractions:
                 k += 1
                 if (strategy, float(fraction), str(seed)) in done:
                     continue
-                # warm-up epochs train on all molecules: only where the strategy needs them, or
-                # every fraction would see the full data (and model selection may pick them)
-                warmup = cls.min_warmup_epochs if cls.needs_warmup else 0
-                config = PruneConfig(
-                    prune_ratio=round(1.0 - fraction, 10),
+                options = replace(
+                    base,
+                    output=output / "runs" / f"{strategy}_{fraction:g}_s{seed}",
                     strategy=strategy,
-                    warmup_epochs=min(warmup, max(epochs - 1, 0)),
+                    prune_ratio=round(1.0 - fraction, 10),
+                    warmup_epochs=default_warmup_epochs(cls, epochs, only_where_needed=True),
                     seed=seed,
-                )
-                job = FitJob.from_table(
-                    table,
-                    (train, val, test),
-                    config,
-                    output / "runs" / f"{strategy}_{fraction:g}_s{seed}",
-                    epochs=epochs,
-                    batch_size=batch_size,
-                    seed=seed,
-                    plugin_manager=pm,
-                    quiet=True,
                 )
                 started = time.perf_counter()
-                result = backend.fit(job)
+                run = run_prune(options, table=table)
                 seconds = time.perf_counter() - started
+                result, num_train = run.result, run.report["counts"]["train"]
                 metric = result.test_metrics.get(result.metric_name, float("nan"))
                 with open(results, "a", newline="") as fh:
                     csv.writer(fh, lineterminator="\n").writerow(
                         [strategy, fraction, f"{metric:.6g}", seed, result.metric_name,
-                         len(train), f"{seconds:.1f}"]
+                         num_train, f"{seconds:.1f}"]
                     )  # fmt: skip
                 console.print(
                     f"[{k}/{total}] {strategy:12s} x={fraction:<5g} seed {seed}: "
@@ -162,8 +168,11 @@ def scaling(
     from molpeg_plugins import scaling as sc
 
     console = Console()
-    err = Console(stderr=True)
-    try:
+    interrupted = (
+        "Interrupted; rerun the same command to continue "
+        f"(the finished runs are in {output / 'results.csv'})."
+    )
+    with exit_on_error(interrupted):
         if (results is None) == (run is None):
             raise ConfigError("give either RESULTS.csv to fit, or --run DATA.csv to train first")
         if run is not None:
@@ -191,10 +200,6 @@ def scaling(
         sc.write_fits_csv(out_dir / "scaling_fits.csv", fits)
         label = metric_label or _metric_name(results)
         sc.plot_fits(out_dir / "scaling.png", rows, fits, label)
-    except MolPegError as exc:
-        err.print("Error:", style="bold red", end=" ")
-        err.print(str(exc), markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(exc.exit_code) from None
     table = Table(title=f"perf = a·x^b  ({results})")
     for col in ("strategy", "a", "b", "95% CI of b", "R² (log)", "points"):
         table.add_column(col, justify="left" if col == "strategy" else "right")

@@ -26,21 +26,12 @@ from rich.console import Console
 from rich.markup import escape
 
 from molpeg_plugins.cli.app import app
-from molpeg_plugins.errors import ConfigError, MolPegError
+from molpeg_plugins.cli.display import Display
+from molpeg_plugins.cli.errors import exit_on_error
+from molpeg_plugins.errors import ConfigError
 
 PRUNED_FILE = "pruned.csv"
 OUTPUTS = (PRUNED_FILE, "scores.csv", "groups.csv", "skipped.csv", "report.json", "groups.png")
-
-
-def _progress_callback(progress: Any) -> Any:
-    tasks: dict[str, Any] = {}
-
-    def update(stage: str, done: int, total: int) -> None:
-        if stage not in tasks:
-            tasks[stage] = progress.add_task(stage, total=total)
-        progress.update(tasks[stage], completed=done, total=total)
-
-    return update
 
 
 def _csv_bytes(header: list[str], rows: Any) -> bytes:
@@ -191,13 +182,11 @@ def prune_source(
     seed: int = typer.Option(0, "--seed", help="Seed of k-means and boundary sampling."),
 ) -> None:
     """Prune a pretraining set down to the part a downstream set maps to."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
     from molpeg_plugins import source as src_mod
 
-    console = Console(stderr=True)
+    display = Display()
     started = time.perf_counter()
-    try:
+    with exit_on_error("Interrupted; rerun the same command to prune the source again."):
         if method not in ("feature-mapping", "label-mapping"):
             raise ConfigError(f"unknown --method {method!r}: feature-mapping or label-mapping")
         if method == "label-mapping" and checkpoint is None:
@@ -212,19 +201,12 @@ def prune_source(
         )
         source_smiles = records.values[smiles_col]
         target_smiles = tgt.values[tgt_col]
-        console.print(
-            f"source {escape(source.name)}: {len(records):,} rows · target {escape(target.name)}: "
+        display.log(
+            f"source {source.name}: {len(records):,} rows · target {target.name}: "
             f"{len(tgt):,} rows · {method}, keep {keep:g}"
         )
-        with Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        ) as progress:
-            cb = _progress_callback(progress)
+        with display:
+            cb = display.stages()
             if method == "feature-mapping":
                 selection = src_mod.feature_mapping(
                     source_smiles,
@@ -276,9 +258,6 @@ def prune_source(
             "peak_rss_mib": round(_peak_rss_mib(), 1),
         }
         write_outputs(output, selection, records, source_smiles, target_smiles, report)
-    except MolPegError as exc:
-        console.print(f"[bold red]Error:[/] {escape(str(exc))}", soft_wrap=True)
-        raise typer.Exit(exc.exit_code) from None
     Console().print(source_summary(report, output))
 
 
