@@ -201,14 +201,13 @@ def grid(tier: str, foundation: Path) -> list[Run]:
         # 3 seeds; 90% first). Faithful MolPeg, InfoBatch and soft random at 90% and full data
         # are in the `investigate` tier, the head reference at 40-80% in `reference`.
         hiv = Dataset(**{**HIV.__dict__, "name": "HIV-10k", "subsample": 10_000})
-        explore = [
-            "molpeg+head+explore0.2",
-            "molpeg+head+explore0.2random",
-            "molpeg+head+calibrated",
-        ]
+        explore = ["molpeg+head+calibrated", "molpeg+head+explore0.2random", "molpeg+head"]
         plan = [
-            (0.9, ["molpeg+head", *explore, "el2n"]),
-            (0.8, [*explore, "infobatch", "el2n", "soft-random"]),
+            (0.9, explore),
+            (0.8, ["molpeg+head+calibrated", "infobatch"]),
+            (0.6, ["molpeg+head+calibrated"]),
+            (0.9, ["molpeg+head+explore0.2", "el2n"]),
+            (0.8, ["el2n", "soft-random"]),
         ]
         for ratio, methods in plan:
             runs += [Run(hiv, m, ratio, s, 10, foundation) for s in (0, 1, 2) for m in methods]
