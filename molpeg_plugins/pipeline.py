@@ -55,6 +55,8 @@ class PruneOptions:
         task: ``"classification"`` or ``"regression"``; ``None`` infers it from the labels.
         prune_ratio: fraction of the training set removed per pruned epoch, in ``[0, 1)``.
         strategy: registered pruning strategy name.
+        strategy_options: the strategy's options as ``KEY=VALUE`` strings (see
+            :meth:`Strategy.parse_options <molpeg_plugins.strategies.base.Strategy.parse_options>`).
         epochs: training epochs.
         seed: seed of the split, model and pruning.
         pretrained: checkpoint to fine-tune from; ``None`` is the backend's bundled one.
@@ -83,6 +85,7 @@ class PruneOptions:
     task: str | None = None
     prune_ratio: float = 0.6
     strategy: str = "molpeg"
+    strategy_options: tuple[str, ...] = ()
     epochs: int = 10
     seed: int = 0
     pretrained: Path | None = None
@@ -315,6 +318,7 @@ def run_prune(
     config = PruneConfig(
         prune_ratio=options.prune_ratio,
         strategy=options.strategy,
+        strategy_options=strategy_cls.parse_options(options.strategy_options),
         ema_momentum=options.ema_momentum,
         reference=options.reference,
         reference_every=options.reference_every,
@@ -408,6 +412,7 @@ def run_prune(
         "task": table.task,
         "backend": backend.name,
         "strategy": config.strategy,
+        **({"strategy_options": config.strategy_options} if config.strategy_options else {}),
         "prune_ratio": config.prune_ratio,
         "ema_momentum": config.ema_momentum,
         "reference": config.reference,

@@ -379,9 +379,7 @@ class Pruner:
                 f"pruner state is for {state['num_samples']} samples, not {self.num_samples}"
             )
         mine = self.config.to_dict()
-        diff = sorted(
-            k for k, v in state["config"].items() if k != "strategy_options" and v != mine.get(k)
-        )
+        diff = sorted(k for k, v in state["config"].items() if v != mine.get(k))
         if diff:
             raise ConfigError(f"cannot resume: options differ from the saved run ({diff})")
         self.epoch = int(state["epoch"])

@@ -138,6 +138,12 @@ def prune(
     learning_rate: float | None = typer.Option(
         None, help="Peak learning rate (default: the backend's).", show_default=False
     ),
+    strategy_option: list[str] = typer.Option(
+        [],
+        metavar="KEY=VALUE",
+        help="An option of the strategy, e.g. explore=0.2 (repeatable; see `molpeg strategies`).",
+        show_default=False,
+    ),
     ema_momentum: float = typer.Option(0.5, help="β of MolPeg's EMA reference, in [0, 1]."),
     reference: Reference = typer.Option(
         Reference.head,
@@ -180,6 +186,7 @@ def prune(
         task=None if task is None else task.value,
         prune_ratio=prune_ratio,
         strategy=strategy,
+        strategy_options=tuple(strategy_option),
         epochs=epochs,
         seed=seed,
         pretrained=pretrained,
