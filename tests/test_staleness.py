@@ -121,7 +121,9 @@ def test_calibration_state_survives_a_resume() -> None:
     _shrinking_scores_run(first, 4)
     resumed = Pruner(200, strategy_options=options, **run)
     resumed.load_state_dict(first.state_dict())
-    assert resumed.strategy.state_dict()["scale"] == first.strategy.state_dict()["scale"]
+    saved, restored = first.strategy.state_dict(), resumed.strategy.state_dict()
+    assert torch.equal(saved["probes"], restored["probes"])
+    assert torch.equal(saved["probe_scores"], restored["probe_scores"])
     assert torch.equal(_shrinking_scores_tail(first), _shrinking_scores_tail(resumed))
 
 
@@ -149,13 +151,37 @@ def test_strategy_options_from_the_command_line() -> None:
 
 
 def test_random_explorers_measure_the_drift_and_rank_correlation_of_stale_scores() -> None:
-    options = {"explore": 0.25, "explore_from": "random", "calibrate": True}
+    options = {"explore": 0.25, "explore_from": "random"}
     run = dict(prune_ratio=0.9, total_epochs=8, shuffle=False, seed=0)
     pruner = Pruner(200, strategy_options=options, **run)
-    stats = _shrinking_scores_run(pruner, 8)
-    measured = [s for s in stats if "explore_score_drift" in s]
-    assert len(measured) == len(stats) - 1  # from the second pruned epoch on
-    for s in measured:  # each epoch's scores are half the last's, in the same order
-        assert s["explore_score_drift"] == pytest.approx(0.5)
-        assert s["explore_rank_corr"] == pytest.approx(1.0)
-    assert "explore_rank_corr" in pruner.history[-1]
+    value = 1.0 + torch.arange(200) / 200
+    for _ in range(7):  # every molecule's score is the same whenever it is trained
+        idx = pruner.start_epoch().indices
+        pruner.record(idx, value[idx], torch.zeros(idx.numel()))
+        pruner.end_epoch()
+    measured = [h for h in pruner.history if "explore_score_drift" in h]
+    assert len(measured) == 5  # from the second pruned epoch on
+    for h in measured:
+        assert h["explore_score_drift"] == pytest.approx(1.0)
+        assert h["explore_rank_corr"] == pytest.approx(1.0)
+
+
+def test_calibration_maps_stale_scores_through_the_line_fitted_on_the_explorers() -> None:
+    strategy = make_plugin_manager(entry_points=False).create_strategy(
+        "molpeg", explore=0.5, explore_from="random", calibrate=True
+    )
+    n, k = 40, 8
+    book = ScoreBook(n)
+    book.score = torch.linspace(1.0, 2.0, n)
+    book.last_epoch = torch.zeros(n, dtype=torch.long)
+    first = strategy.select(book, k, epoch=1, generator=_gen()).indices
+    # epoch 1 trains the kept set: each explorer's fresh score is 0.1 + 0.3·(its old score)
+    probes = first[k // 2 :]
+    book.score[probes] = 0.1 + 0.3 * book.score[probes]
+    book.last_epoch[first] = 1
+    book.score[first[: k // 2]] = 0.9  # the greedy half: fresh and high
+    strategy.select(book, k, epoch=2, generator=_gen())
+    calibrated = strategy._calibrated(book)
+    stale = book.last_epoch == 0
+    assert torch.allclose(calibrated[stale], 0.1 + 0.3 * book.score[stale])
+    assert torch.equal(calibrated[~stale], book.score[~stale])

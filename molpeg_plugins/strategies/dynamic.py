@@ -36,11 +36,12 @@ class MolPeg(Strategy):
         explore_from: which of the samples outside the top-k: ``"stalest"`` (default:
             those whose score is oldest, ties at random, so every sample is revisited in
             turn) or ``"random"`` (uniformly at random).
-        calibrate: put scores of different epochs on one scale before ranking (needs
-            ``explore_from="random"``). The random explorers are an unbiased sample of the
-            set, so the ratio of their fresh mean score to their mean score when picked
-            measures how much scores shrank in that epoch; every older score is multiplied
-            by the product of the ratios since it was computed.
+        calibrate: rank every stale score by the fresh score it predicts (needs
+            ``explore_from="random"``). The random explorers are a random sample of the
+            pruned-out molecules whose score is refreshed by training; a least-squares line
+            through (score when picked, fresh score) maps every score older than the last
+            epoch onto the fresh scale, taking both the shrinking scale and the regression
+            toward the mean into account. Fresh scores are used as they are.
     """
 
     name = "molpeg"
@@ -64,9 +65,8 @@ class MolPeg(Strategy):
                 f"{self.name} option calibrate=true measures the score scale on random "
                 "explorers: also set explore > 0 and explore_from=random"
             )
-        # calibration: epoch → factor to today's score scale; last random picks and their
-        # calibrated scores when picked
-        self._scale: dict[int, float] = {}
+        # calibration: fresh ≈ intercept + slope · stale, fitted on the last random explorers
+        self._line: tuple[float, float] | None = None
         self._probes: torch.Tensor | None = None
         self._probe_scores: torch.Tensor | None = None
         self._diagnostics: dict[str, float] = {}
@@ -100,7 +100,7 @@ class MolPeg(Strategy):
         m = min(wanted, outside.numel())
         if self.settings["explore_from"] == "random":
             picked = outside[random_k(outside.numel(), m, generator, book.device)]
-            self._probes, self._probe_scores = picked, score[picked]
+            self._probes, self._probe_scores = picked, book.score[picked].clone()
         else:  # stalest: oldest score first, ties at random
             shuffled = outside[torch.randperm(outside.numel(), generator=generator).to(book.device)]
             order = torch.argsort(book.last_epoch[shuffled], stable=True)
@@ -110,50 +110,46 @@ class MolPeg(Strategy):
     def _measure(self, book: ScoreBook) -> None:
         """Compare the last random explorers' fresh scores with their scores when picked.
 
-        They are a random sample of the pruned-out set, so ``explore_score_drift`` (ratio of
-        the sums, fresh / when picked) is how much the scores' scale moved in one epoch,
-        and ``explore_rank_corr`` (Spearman) how well a stale score still ranks a sample.
-        With ``calibrate``, the drift rescales every older score.
+        ``explore_score_drift`` is the ratio of their sums (fresh / when picked) and
+        ``explore_rank_corr`` their Spearman correlation: how well a stale score still
+        ranks a molecule. With ``calibrate``, also fits the line used by :meth:`_calibrated`.
         """
-        self._diagnostics = {}
+        self._diagnostics, self._line = {}, None
         latest = int(book.last_epoch.max().item())
         if self._probes is None or self._probe_scores is None or latest < 0:
             return
-        fresh = book.last_epoch[self._probes] == latest
-        before, after = self._probe_scores[fresh], book.score[self._probes][fresh]
+        fresh = (book.last_epoch[self._probes] == latest) & torch.isfinite(self._probe_scores)
+        before, after = self._probe_scores[fresh].double(), book.score[self._probes][fresh].double()
         self._probes = self._probe_scores = None
         if before.numel() < 2:
             return
-        drift = (after.sum() / before.sum()).item()
         self._diagnostics = {
-            "explore_score_drift": drift,
+            "explore_score_drift": (after.sum() / before.sum()).item(),
             "explore_rank_corr": spearman(before, after),
         }
-        if self.settings["calibrate"] and math.isfinite(drift) and drift > 0:
-            drift = min(max(drift, 1e-3), 1e3)
-            self._scale = {e: f * drift for e, f in self._scale.items() if e < latest}
+        centred = before - before.mean()
+        if self.settings["calibrate"] and bool((centred != 0).any()):
+            slope = (centred @ (after - after.mean()) / (centred @ centred)).item()
+            self._line = (after.mean().item() - slope * before.mean().item(), slope)
 
     def _calibrated(self, book: ScoreBook) -> torch.Tensor:
-        """Scores on the scale of the latest epoch (see the ``calibrate`` option)."""
-        latest = int(book.last_epoch.max().item())
-        if latest < 0:
+        """Stale scores replaced by the fresh score they predict (see ``calibrate``)."""
+        if self._line is None:
             return book.score
-        self._scale[latest] = 1.0
-        factor = torch.ones(latest + 2, device=book.device)  # index −1 (never scored) → 1
-        for epoch, f in self._scale.items():
-            factor[epoch] = f
-        return book.score * factor[book.last_epoch]
+        intercept, slope = self._line
+        latest = int(book.last_epoch.max().item())
+        stale = book.last_epoch < latest
+        return torch.where(stale, intercept + slope * book.score, book.score)
 
     def selection_stats(self) -> dict[str, float]:
         """``explore_score_drift`` and ``explore_rank_corr`` (random exploration only)."""
         return dict(self._diagnostics)
 
     def state_dict(self) -> dict[str, Any]:
-        """Calibration scales and the last random explorers (empty without random explore)."""
+        """The last random explorers and their scores when picked (random exploration)."""
         if not self.settings["explore"] or self.settings["explore_from"] != "random":
             return {}
         return {
-            "scale": dict(self._scale),
             "probes": None if self._probes is None else self._probes.cpu(),
             "probe_scores": None if self._probe_scores is None else self._probe_scores.cpu(),
         }
@@ -162,7 +158,6 @@ class MolPeg(Strategy):
         """Restore what :meth:`state_dict` returned."""
         if not state:
             return
-        self._scale = {int(e): float(f) for e, f in state["scale"].items()}
         self._probes = None if state["probes"] is None else state["probes"].to(self.device)
         scores = state["probe_scores"]
         self._probe_scores = None if scores is None else scores.to(self.device)
