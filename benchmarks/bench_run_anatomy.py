@@ -91,19 +91,17 @@ def child(argv: list[str], out: Path) -> None:
     from chemprop.cli import main as cli_main
     from chemprop.cli import train as cli_train
 
+    import molpeg_chemprop.callback  # noqa: F401  (loaded before the "imported" mark)
     import molpeg_plugins.pruner
     import molpeg_plugins.scoring
-    from molpeg_chemprop import callback as mp_callback
     from molpeg_chemprop import chemprop_cli
+    from molpeg_chemprop.reference import ChempropReference
 
     marks["imported"] = time.perf_counter()
 
     class Timer(pl.Callback):
         def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
             marks["fit_start"] = time.perf_counter()
-            pm = getattr(_molpeg(trainer), "pm", None)
-            if pm is not None:  # the model-reference forward goes through this hook
-                pm.hook.molpeg_per_sample_loss = timed("reference", pm.hook.molpeg_per_sample_loss)
 
         def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
             marks.setdefault("first_epoch", time.perf_counter())
@@ -116,11 +114,6 @@ def child(argv: list[str], out: Path) -> None:
 
         def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
             marks["fit_end"] = time.perf_counter()
-
-    def _molpeg(trainer: Any) -> Any:
-        return next(
-            (c for c in trainer.callbacks if isinstance(c, mp_callback.MolPegCallback)), None
-        )
 
     class TimedTrainer(pl.Trainer):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -143,9 +136,9 @@ def child(argv: list[str], out: Path) -> None:
             marks["train_model_end"] = time.perf_counter()
 
     cli_train.train_model = train_model
-    mp_callback.MolPegCallback._head_reference = timed(
-        "reference", mp_callback.MolPegCallback._head_reference
-    )
+    for forward in ("model_loss", "head_output"):  # the model and head reference forwards
+        method = getattr(ChempropReference, forward)
+        setattr(ChempropReference, forward, timed("reference", method))
     molpeg_plugins.scoring.EMAReference.update = timed(
         "ema", molpeg_plugins.scoring.EMAReference.update
     )

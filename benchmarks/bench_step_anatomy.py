@@ -57,6 +57,7 @@ def run(strategy: str, smiles: list[str], labels: list[float], epochs: int) -> l
     from rdkit import Chem
 
     from molpeg_chemprop.callback import MolPegCallback
+    from molpeg_chemprop.reference import ChempropReference
 
     mols = [Chem.MolFromSmiles(s) for s in smiles]
     atoms = np.array([m.GetNumAtoms() for m in mols], dtype=float)
@@ -82,12 +83,11 @@ def run(strategy: str, smiles: list[str], labels: list[float], epochs: int) -> l
         def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
             if molpeg.reference is not None:  # instance attributes shadow the methods
                 molpeg.reference.update = timed("ema", molpeg.reference.update)
-            hook = molpeg.pm.hook
-            self.hook = hook.molpeg_per_sample_loss
-            hook.molpeg_per_sample_loss = timed("reference", self.hook)
+            self.model_loss = ChempropReference.model_loss  # the model-reference forward
+            ChempropReference.model_loss = timed("reference", self.model_loss)
 
         def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-            molpeg.pm.hook.molpeg_per_sample_loss = self.hook
+            ChempropReference.model_loss = self.model_loss
 
         def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
             clock.update(step=0.0, reference=0.0, ema=0.0, steps=0)
@@ -99,7 +99,7 @@ def run(strategy: str, smiles: list[str], labels: list[float], epochs: int) -> l
             clock["step"] += time.perf_counter() - self.step_start
             clock["steps"] += 1
             if batch_idx == 0:  # the epoch's kept indices, as MolPegCallback ordered them
-                self.kept = molpeg._order.numpy()
+                self.kept = molpeg.loader.order.numpy()
 
         def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
             steps = max(1, clock["steps"])

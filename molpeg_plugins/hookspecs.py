@@ -5,7 +5,7 @@ decorated with :data:`hookimpl`; it is registered through :func:`molpeg_plugins.
 get_plugin_manager` either as a built-in or through an installed entry point of group
 ``molpeg``.
 
-Framework hooks (per-sample loss, reference creation and update) are *first-result* hooks:
+Framework hooks (reference creation and update) are *first-result* hooks:
 an implementation that does not recognise the model it is given returns ``None`` and pluggy
 moves on to the next one. This is how the Chemprop and DeepChem adapters coexist with the
 generic PyTorch fallback, in the same way pytest dispatches collection hooks.
@@ -79,24 +79,6 @@ def molpeg_safe_globals() -> list[Any]:
 
 
 # --------------------------------------------------------------------------- model hooks
-
-
-@hookspec(firstresult=True)
-def molpeg_per_sample_loss(model: Any, batch: Any, output: Any) -> torch.Tensor | None:
-    """Compute the per-sample training loss of ``model`` on ``batch``.
-
-    Called by adapters when they need one loss value per molecule: for the reference
-    model's forward pass (``output`` is ``None``: the implementation runs the forward
-    itself, under ``torch.no_grad()`` and in eval mode), and for frameworks whose training
-    step does not expose per-sample losses (``output`` is the model's training output for
-    the batch, so the online model is never run twice).
-
-    Returns:
-        A 1-D float tensor with one loss per sample of the batch, in batch order, each the
-        mean over that sample's *labelled* tasks (missing labels contribute nothing; a
-        sample without any label gets ``nan``). ``None`` if this implementation does not
-        handle this kind of model, so that the next implementation is tried.
-    """
 
 
 @hookspec(firstresult=True)

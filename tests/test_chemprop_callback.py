@@ -21,7 +21,7 @@ from chemprop import data, featurizers, models, nn  # noqa: E402
 from chemprop.utils import make_mol  # noqa: E402
 
 from molpeg_chemprop.callback import MolPegCallback  # noqa: E402
-from molpeg_chemprop.hooks import molpeg_per_sample_loss  # noqa: E402
+from molpeg_chemprop.losses import per_sample_loss  # noqa: E402
 from molpeg_plugins import num_kept  # noqa: E402
 from molpeg_plugins.errors import ConfigError  # noqa: E402
 
@@ -109,9 +109,9 @@ class RecordSpy(pl.Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         indices = self.molpeg.batch_indices(batch, batch_idx)
-        actual = molpeg_per_sample_loss(model=pl_module, batch=batch, output=None)
+        actual = per_sample_loss(pl_module, batch)
         rebuilt_batch = data.collate_batch([self.dataset[int(i)] for i in indices])
-        rebuilt = molpeg_per_sample_loss(model=pl_module, batch=rebuilt_batch, output=None)
+        rebuilt = per_sample_loss(pl_module, rebuilt_batch)
         assert torch.equal(rebuilt_batch.Y, batch.Y), "targets of the rebuilt batch differ"
         self.expected.append((indices.clone(), actual, rebuilt))
 
@@ -240,7 +240,7 @@ orders = []
 
 class Orders(pl.Callback):
     def on_train_epoch_start(self, trainer, pl_module):
-        orders.append((molpeg.pruner.current.indices.cpu().clone(), molpeg._order.clone()))
+        orders.append((molpeg.pruner.current.indices.cpu().clone(), molpeg.loader.order.clone()))
 
 trainer = pl.Trainer(max_epochs=3, accelerator="cpu", devices=2, strategy="ddp",
                      logger=False, enable_checkpointing=False, enable_progress_bar=False,

@@ -1,7 +1,8 @@
 """molpeg hook implementations for Chemprop v2 ``MPNN`` models.
 
 Chemprop is imported lazily inside each hook, so that loading the plugin (``molpeg
-strategies``, ``molpeg backends``) never needs Chemprop installed.
+strategies``, ``molpeg backends``) never needs Chemprop installed. The per-molecule loss is
+no hook: the adapter calls :func:`molpeg_chemprop.losses.per_sample_loss` directly.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from typing import Any
 
 import torch
 
-from molpeg_plugins import hookimpl, masked_sample_loss
-from molpeg_plugins.errors import ConfigError
+from molpeg_chemprop.internals import detached_from_trainer
+from molpeg_chemprop.losses import eval_mode
+from molpeg_plugins import hookimpl
 
 
 def _is_mpnn(model: Any) -> bool:
@@ -24,96 +26,13 @@ def _is_mpnn(model: Any) -> bool:
     return isinstance(model, MPNN)
 
 
-def check_per_sample_criterion(criterion: Any) -> None:
-    """Refuse a Chemprop loss that cannot be split into one value per molecule.
-
-    Chemprop's per-sample losses (``bce``, ``mse``, ``ce``, ``mve``, ``evidential`` …) keep
-    :class:`chemprop.nn.ChempropMetric`'s ``update``, which reduces a ``(batch, tasks)``
-    tensor from ``_calc_unreduced_loss``. Losses that override ``update`` (the MCC losses
-    accumulate confusion counts over the whole batch) have no per-sample value.
-
-    Raises:
-        ConfigError: the criterion is not a per-sample loss.
-    """
-    from chemprop.nn.metrics import ChempropMetric
-
-    if not isinstance(criterion, ChempropMetric) or type(criterion).update is not (
-        ChempropMetric.update
-    ):
-        name = type(criterion).__name__
-        raise ConfigError(
-            f"the Chemprop loss {name} is not a per-sample loss (it is computed over the "
-            "whole batch), so molpeg cannot score molecules with it; train with a per-sample "
-            "loss such as --loss-function bce (classification) or mse (regression)"
-        )
-
-
-def unreduced_loss(
-    model: Any, preds: torch.Tensor, batch: Any
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(per-task loss × task weights, mask)`` of ``preds`` on a Chemprop ``TrainingBatch``.
-
-    Uses the model's own criterion (``_calc_unreduced_loss``), exactly as its training step
-    does, but without reducing over the batch.
-    """
-    _, _, _, targets, weights, lt_mask, gt_mask = batch
-    mask = targets.isfinite()
-    targets = targets.nan_to_num(nan=0.0)
-    criterion = model.criterion
-    raw = type(criterion)._calc_unreduced_loss(
-        criterion, preds, targets, mask, weights, lt_mask, gt_mask
-    )
-    return raw * criterion.task_weights, mask
-
-
-def eval_mode(model: Any) -> None:
-    """Put an MPNN in inference mode the way Lightning validation does.
-
-    ``MPNN.on_validation_model_eval`` keeps the input/output scaling transforms in training
-    mode (the training data were already scaled in place), so the forward sees the same
-    inputs as the training step.
-    """
-    model.eval()
-    hook = getattr(model, "on_validation_model_eval", None)
-    if callable(hook):
-        hook()
-
-
-@hookimpl
-def molpeg_per_sample_loss(model: Any, batch: Any, output: Any) -> torch.Tensor | None:
-    """Per-molecule loss of a Chemprop MPNN on a ``TrainingBatch``.
-
-    With ``output=None`` the model is run as the reference: eval mode, ``torch.no_grad()``,
-    ``predictor.train_step(fingerprint(bmg, V_d, X_d))`` (the training-space output, not
-    ``forward``, which unscales or applies a sigmoid). With ``output`` (the training step's
-    ``train_step`` predictions) no forward pass is run. The loss is the mean over each
-    molecule's labelled tasks; unlabelled molecules get ``nan``.
-    """
-    if not _is_mpnn(model):
-        return None
-    check_per_sample_criterion(model.criterion)
-    if output is None:
-        was_training = model.training
-        eval_mode(model)
-        bmg, V_d, X_d, *_ = batch
-        with torch.no_grad():
-            output = model.predictor.train_step(model.fingerprint(bmg, V_d, X_d))
-        model.train(was_training)
-    loss, mask = unreduced_loss(model, output.detach(), batch)
-    return masked_sample_loss(loss, mask)
-
-
 @hookimpl
 def molpeg_create_reference(model: Any) -> torch.nn.Module | None:
     """Copy an MPNN without its Lightning trainer into a gradient-free, eval-mode reference."""
     if not _is_mpnn(model):
         return None
-    trainer, fabric = model.__dict__.get("_trainer"), model.__dict__.get("_fabric")
-    model._trainer, model._fabric = None, None
-    try:
+    with detached_from_trainer(model):
         reference = copy.deepcopy(model)
-    finally:
-        model._trainer, model._fabric = trainer, fabric
     reference.requires_grad_(False)
     eval_mode(reference)
     return reference

@@ -5,14 +5,12 @@ Importing this module must not import chemprop: hook implementations import it l
 
 from molpeg_chemprop.hooks import (
     molpeg_create_reference,
-    molpeg_per_sample_loss,
     molpeg_register_backends,
     molpeg_safe_globals,
 )
 
 __all__ = [
     "molpeg_create_reference",
-    "molpeg_per_sample_loss",
     "molpeg_register_backends",
     "molpeg_safe_globals",
 ]

@@ -19,14 +19,6 @@ import torch
 from molpeg_plugins import MolPegError, masked_sample_loss
 
 
-def is_deepchem_model(model: Any) -> bool:
-    """Whether ``model`` is a DeepChem ``TorchModel`` (without importing DeepChem)."""
-    return any(
-        cls.__name__ == "TorchModel" and cls.__module__.startswith("deepchem.")
-        for cls in type(model).__mro__
-    )
-
-
 def criterion(model: Any) -> Any:
     """The unreduced criterion ``f(output, labels) -> (batch, tasks…)`` of a DeepChem model.
 
