@@ -7,13 +7,20 @@ strategies``, ``molpeg backends``) never needs Chemprop installed.
 from __future__ import annotations
 
 import copy
+import importlib.util
 import inspect
-from typing import Any
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
-from molpeg_plugins import hookimpl, masked_sample_loss
 from molpeg_plugins.errors import ConfigError
+from molpeg_plugins.hookspecs import ModelOutputs, hookimpl
+from molpeg_plugins.scoring import masked_sample_loss
+
+if TYPE_CHECKING:
+    import typer
 
 
 def _is_mpnn(model: Any) -> bool:
@@ -179,3 +186,33 @@ def molpeg_register_backends() -> list[Any]:
     from molpeg_chemprop.backend import ChempropBackend
 
     return [ChempropBackend()]
+
+
+@hookimpl
+def molpeg_model_outputs(
+    path: Path,
+    smiles: Sequence[str],
+    kind: Literal["embedding", "prediction"],
+    trust: bool,
+    plugin_manager: Any,
+    progress: Callable[[str, int, int], None] | None,
+    stage: str,
+) -> ModelOutputs | None:
+    """Embeddings or predictions of a Chemprop model file (``None`` without Chemprop).
+
+    The file is loaded by :func:`molpeg_chemprop.models.load_model` (the safe loader).
+    """
+    if importlib.util.find_spec("chemprop") is None:
+        return None
+    from molpeg_chemprop.models import load_model, model_outputs
+
+    model = load_model(path, plugin_manager=plugin_manager, trust=trust)
+    return model_outputs(model, smiles, kind=kind, progress=progress, stage=stage)
+
+
+@hookimpl
+def molpeg_cli_commands(app: typer.Typer) -> None:
+    """Add ``molpeg chemprop train`` (Chemprop is imported only when the command runs)."""
+    from molpeg_chemprop.commands import chemprop_app
+
+    app.add_typer(chemprop_app, name="chemprop")

@@ -194,6 +194,7 @@ def prune_source(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from molpeg_plugins import source as src_mod
+    from molpeg_plugins.plugins import make_plugin_manager
 
     console = Console(stderr=True)
     started = time.perf_counter()
@@ -225,6 +226,7 @@ def prune_source(
             transient=True,
         ) as progress:
             cb = _progress_callback(progress)
+            pm = make_plugin_manager()
             if method == "feature-mapping":
                 selection = src_mod.feature_mapping(
                     source_smiles,
@@ -238,6 +240,7 @@ def prune_source(
                     workers=workers,
                     seed=seed,
                     progress=cb,
+                    plugin_manager=pm,
                 )
             else:
                 tasks = [t.strip() for t in task_columns.split(",")] if task_columns else None
@@ -252,6 +255,7 @@ def prune_source(
                     trust_checkpoint=trust_checkpoint,
                     seed=seed,
                     progress=cb,
+                    plugin_manager=pm,
                 )
         elapsed = time.perf_counter() - started
         report = {
