@@ -97,7 +97,8 @@ def get_plugin_manager() -> MolPegPluginManager:
 
     The single place a default is resolved. Only the Python API surface falls back to it
     when given no manager (:mod:`molpeg_plugins.api`, the ``checkpoints`` and ``source``
-    functions, the adapters' ``MolPegCallback`` and ``MolPegDeepChem``); the engine and the
-    command line are always handed their manager.
+    functions, the adapters' ``MolPegCallback`` and ``MolPegDeepChem``), and the command line
+    uses it for ``molpeg strategies``/``backends`` and the plugins' commands; the engine is
+    always handed its manager.
     """
     return make_plugin_manager()

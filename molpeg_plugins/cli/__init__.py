@@ -7,8 +7,8 @@ commands on it, and the installed plugins add theirs (``molpeg chemprop …``) t
 
 from molpeg_plugins.cli import prune, scaling, source  # noqa: F401  (registers commands)
 from molpeg_plugins.cli.app import add_plugin_commands, app, main
-from molpeg_plugins.plugins import make_plugin_manager
+from molpeg_plugins.plugins import get_plugin_manager
 
-add_plugin_commands(app, make_plugin_manager())
+add_plugin_commands(app, get_plugin_manager())
 
 __all__ = ["app", "main"]

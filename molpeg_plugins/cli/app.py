@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from molpeg_plugins import __version__
-from molpeg_plugins.plugins import MolPegPluginManager, make_plugin_manager
+from molpeg_plugins.plugins import MolPegPluginManager, get_plugin_manager
 
 app = typer.Typer(
     help="Molecular data pruning for Chemprop, DeepChem and PyTorch.\n\n"
@@ -51,7 +51,7 @@ def strategies() -> None:
     table.add_column("kind")
     table.add_column("tasks")
     table.add_column("description")
-    for name, cls in make_plugin_manager().strategies().items():
+    for name, cls in get_plugin_manager().strategies().items():
         table.add_row(
             escape(name),
             "dynamic" if cls.dynamic else "static",
@@ -73,7 +73,7 @@ def backends() -> None:
     table.add_column("available")
     table.add_column("frameworks / why not")
     table.add_column("description")
-    for name, backend in make_plugin_manager().backends().items():
+    for name, backend in get_plugin_manager().backends().items():
         ok, detail = backend.availability()
         table.add_row(  # plugin texts are shown as written: `molpeg[deepchem]` is not markup
             escape(name),
@@ -87,8 +87,8 @@ def backends() -> None:
 def add_plugin_commands(root: typer.Typer, plugin_manager: MolPegPluginManager) -> None:
     """Let every plugin of ``plugin_manager`` add its commands to ``root``.
 
-    Calls the ``molpeg_cli_commands`` hook once; :mod:`molpeg_plugins.cli` does so with a
-    new manager (built-ins and installed entry points) when it builds :data:`app`.
+    Calls the ``molpeg_cli_commands`` hook once; :mod:`molpeg_plugins.cli` does so with the
+    process-wide manager when it builds :data:`app`.
     """
     plugin_manager.hook.molpeg_cli_commands(app=root)
 
