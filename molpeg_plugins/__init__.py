@@ -4,18 +4,20 @@ The core is framework-free: a pluggy contract (:mod:`molpeg_plugins.hookspecs`),
 pruning engine (:class:`Pruner`), the score (:class:`EMAReference`,
 :func:`masked_sample_loss`) and a sampler whose index set changes per epoch
 (:class:`PruningSampler`). Framework adapters live in ``molpeg_chemprop`` and
-``molpeg_deepchem``.
+``molpeg_deepchem``. ``Pruner`` and ``EMAReference`` here are those of
+:mod:`molpeg_plugins.api`: their plugin manager defaults to the process-wide one.
 """
 
+from molpeg_plugins.api import EMAReference, Pruner
 from molpeg_plugins.config import PruneConfig, num_kept
 from molpeg_plugins.errors import ConfigError, MolPegError, UnknownNameError
 from molpeg_plugins.hookspecs import hookimpl
 from molpeg_plugins.indexing import IndexedDataset
 from molpeg_plugins.plugins import get_plugin_manager, make_plugin_manager
-from molpeg_plugins.pruner import EpochSelection, Pruner
+from molpeg_plugins.pruner import EpochSelection
 from molpeg_plugins.sampler import PruningSampler
 from molpeg_plugins.scorebook import ScoreBook
-from molpeg_plugins.scoring import EMAReference, discrepancy, ema_update_, masked_sample_loss
+from molpeg_plugins.scoring import discrepancy, ema_update_, masked_sample_loss
 from molpeg_plugins.strategies.base import Selection, Strategy
 
 __version__ = "0.1.0"

@@ -17,6 +17,7 @@ import torch
 from torch.serialization import get_unsafe_globals_in_checkpoint, safe_globals
 
 from molpeg_plugins.errors import MolPegError
+from molpeg_plugins.plugins import MolPegPluginManager, get_plugin_manager
 
 TRUST_HINT = "--trust-checkpoint"
 
@@ -31,17 +32,18 @@ def _qualified(obj: Any) -> str:
     return f"{obj.__module__}.{obj.__qualname__}"
 
 
-def allowed_globals(plugin_manager: Any = None) -> list[Any]:
+def allowed_globals(plugin_manager: MolPegPluginManager | None = None) -> list[Any]:
     """The union of what every plugin's ``molpeg_safe_globals`` hook allows.
+
+    ``plugin_manager`` defaults to the process-wide :func:`~molpeg_plugins.plugins.
+    get_plugin_manager` (as in every function of this module).
 
     An entry is a class/function, or a ``(replacement, "module.Name")`` pair (as accepted by
     ``torch.serialization.safe_globals``) that loads ``module.Name`` as ``replacement`` —
     e.g. Lightning's ``AttributeDict`` as a plain ``dict``, which the weights-only
     unpickler can fill.
     """
-    from molpeg_plugins.plugins import get_plugin_manager
-
-    pm = plugin_manager or get_plugin_manager()
+    pm = plugin_manager if plugin_manager is not None else get_plugin_manager()
     allowed: dict[str, Any] = {}
     for group in pm.hook.molpeg_safe_globals():
         for obj in group:
@@ -49,7 +51,9 @@ def allowed_globals(plugin_manager: Any = None) -> list[Any]:
     return list(allowed.values())
 
 
-def vet_checkpoint(path: str | Path, *, plugin_manager: Any = None) -> list[Any]:
+def vet_checkpoint(
+    path: str | Path, *, plugin_manager: MolPegPluginManager | None = None
+) -> list[Any]:
     """Check that ``path`` only references allowed globals; return the globals it needs.
 
     Raises:
@@ -84,7 +88,7 @@ def safe_load(
     *,
     trust: bool = False,
     map_location: str | torch.device = "cpu",
-    plugin_manager: Any = None,
+    plugin_manager: MolPegPluginManager | None = None,
 ) -> Any:
     """Load a checkpoint with ``weights_only=True`` and the plugins' allow-list.
 
@@ -92,7 +96,7 @@ def safe_load(
         path: the checkpoint file.
         trust: load with ``weights_only=False`` (only for files you made yourself).
         map_location: where tensors are placed.
-        plugin_manager: whose allow-list applies (default: the global plugin manager).
+        plugin_manager: whose allow-list applies (default: the process-wide manager).
     """
     if trust:
         if not Path(path).is_file():
@@ -107,7 +111,7 @@ def load_resume_state(
     path: str | Path,
     *,
     map_location: str | torch.device = "cpu",
-    plugin_manager: Any = None,
+    plugin_manager: MolPegPluginManager | None = None,
 ) -> Any:
     """Load the resume state of an interrupted run (safely, like :func:`safe_load`).
 

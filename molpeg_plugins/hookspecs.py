@@ -1,9 +1,9 @@
 """The molpeg plugin contract: pluggy hook specifications.
 
 Every hook is prefixed ``molpeg_``. A plugin is any module or object carrying functions
-decorated with :data:`hookimpl`; it is registered through :func:`molpeg_plugins.plugins.
-get_plugin_manager` either as a built-in or through an installed entry point of group
-``molpeg``.
+decorated with :data:`hookimpl`; :func:`molpeg_plugins.plugins.make_plugin_manager` registers
+it, either as a built-in or through an installed entry point of group ``molpeg``. The code
+that calls a hook is handed the plugin manager explicitly (see ``docs/architecture.md``).
 
 Framework hooks (reference creation and update) are *first-result* hooks:
 an implementation that does not recognise the model it is given returns ``None`` and pluggy
@@ -13,12 +13,17 @@ generic PyTorch fallback, in the same way pytest dispatches collection hooks.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
 import pluggy
 
 if TYPE_CHECKING:
     import torch
+    import typer
 
     from molpeg_plugins.backend import Backend
     from molpeg_plugins.pruner import EpochSelection, Pruner
@@ -78,7 +83,60 @@ def molpeg_safe_globals() -> list[Any]:
     """
 
 
+@hookspec
+def molpeg_cli_commands(app: typer.Typer) -> None:
+    """Add this plugin's commands to the ``molpeg`` command line.
+
+    Called once, by :func:`molpeg_plugins.cli.app.add_plugin_commands` when the ``molpeg``
+    application is built, with the root Typer ``app``; add sub-commands or groups with
+    ``app.command()`` / ``app.add_typer()``. Like :func:`molpeg_register_backends`, an
+    implementation must not import its framework here (only when its command runs), so
+    that the other commands work when the framework is missing. Return value is ignored.
+    """
+
+
 # --------------------------------------------------------------------------- model hooks
+
+
+@dataclass
+class ModelOutputs:
+    """What :func:`molpeg_model_outputs` returns: one row of outputs per molecule.
+
+    Attributes:
+        values: ``(n_molecules, dim)`` float32 array, rows in the order of the SMILES given.
+        output_names: the name of each column of ``values`` if the model file stores them
+            (e.g. the task columns a Chemprop model was trained on), else empty.
+    """
+
+    values: np.ndarray
+    output_names: list[str] = field(default_factory=list)
+
+
+@hookspec(firstresult=True)
+def molpeg_model_outputs(
+    path: Path,
+    smiles: Sequence[str],
+    kind: Literal["embedding", "prediction"],
+    trust: bool,
+    plugin_manager: pluggy.PluginManager,
+    progress: Callable[[str, int, int], None] | None,
+    stage: str,
+) -> ModelOutputs | None:
+    """Run the saved model in the file ``path`` over ``smiles``: embeddings or predictions.
+
+    Called by source pruning (:mod:`molpeg_plugins.source`): ``feature_mapping`` with
+    ``kind="embedding"`` groups molecules on the model's learned fingerprint,
+    ``label_mapping`` with ``kind="prediction"`` maps target molecules to the tasks a
+    model predicts. Every SMILES given parses with RDKit. The model file must be loaded with
+    :func:`molpeg_plugins.checkpoints.safe_load` and ``plugin_manager``'s allow-list
+    (``trust=True``: the user passed ``--trust-checkpoint``). ``progress(stage, done,
+    total)``, if given, is called as molecules are processed.
+
+    Returns:
+        The outputs, one row per SMILES (predictions: probabilities for classifiers), or
+        ``None`` if this implementation does not handle this kind of model file, so that
+        the next implementation is tried.
+    """
 
 
 @hookspec(firstresult=True)

@@ -1,17 +1,29 @@
-"""The plugin manager: built-in plugins plus every installed ``molpeg`` entry point."""
+"""The plugin manager: built-in plugins plus every installed ``molpeg`` entry point.
+
+molpeg follows pytest's model: whoever runs molpeg (the command line, a test, a user's
+script) makes a manager with :func:`make_plugin_manager` and hands it to what it builds; the
+engine calls hooks on the manager it was given and never looks one up. The one default is
+:func:`get_plugin_manager`, the process-wide manager used when a Python-API user gives none
+(see ``docs/architecture.md``). This module imports no engine or application module at
+import time (built-ins are registered by name), so any module may depend on it without a
+cycle.
+"""
 
 from __future__ import annotations
 
 import functools
+import importlib
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from molpeg_plugins import hookspecs
-from molpeg_plugins.backend import Backend
 from molpeg_plugins.errors import ConfigError, UnknownNameError
-from molpeg_plugins.strategies.base import Strategy
+
+if TYPE_CHECKING:
+    from molpeg_plugins.backend import Backend
+    from molpeg_plugins.strategies.base import Strategy
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +83,6 @@ class MolPegPluginManager(pluggy.PluginManager):
 
 def make_plugin_manager(*, entry_points: bool = True) -> MolPegPluginManager:
     """A new plugin manager with the built-ins and (by default) installed entry points."""
-    import importlib
-
     pm = MolPegPluginManager()
     for module in BUILTIN_PLUGINS:
         pm.register(importlib.import_module(module), name=module)
@@ -83,5 +93,12 @@ def make_plugin_manager(*, entry_points: bool = True) -> MolPegPluginManager:
 
 @functools.cache
 def get_plugin_manager() -> MolPegPluginManager:
-    """The process-wide plugin manager (created on first use)."""
+    """The process-wide default plugin manager (built-ins and entry points; made on first use).
+
+    The single place a default is resolved. Only the Python API surface falls back to it
+    when given no manager (:mod:`molpeg_plugins.api`, the ``checkpoints`` and ``source``
+    functions, the adapters' ``MolPegCallback`` and ``MolPegDeepChem``), and the command line
+    uses it for ``molpeg strategies``/``backends`` and the plugins' commands; the engine is
+    always handed its manager.
+    """
     return make_plugin_manager()

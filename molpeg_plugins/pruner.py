@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -13,6 +13,9 @@ from molpeg_plugins.errors import ConfigError
 from molpeg_plugins.sampler import PruningSampler
 from molpeg_plugins.scorebook import ScoreBook
 from molpeg_plugins.strategies.base import Selection, Strategy
+
+if TYPE_CHECKING:
+    from molpeg_plugins.plugins import MolPegPluginManager
 
 
 @dataclass
@@ -52,8 +55,8 @@ class Pruner:
         config: run options; keyword overrides (``prune_ratio=0.6`` …) are applied on top.
         total_epochs: number of epochs of the run, needed for annealing.
         device: where the score table lives (put it with the losses, e.g. the GPU).
-        plugin_manager: where strategies are looked up and events are sent (default: the
-            global one).
+        plugin_manager: where strategies are looked up and events are sent (required here;
+            :class:`molpeg_plugins.Pruner` defaults it to the process-wide manager).
         strategy: a strategy name, or an already constructed :class:`Strategy`, overriding
             ``config.strategy``. A named strategy is built with ``config.strategy_options``,
             plus ``prune_ratio`` when it declares that option (InfoBatch); a constructed one
@@ -70,22 +73,20 @@ class Pruner:
         *,
         total_epochs: int | None = None,
         device: torch.device | str | None = None,
-        plugin_manager: Any = None,
+        plugin_manager: MolPegPluginManager,
         strategy: Strategy | str | None = None,
         num_replicas: int | None = None,
         rank: int | None = None,
         task: str | None = None,
         **overrides: Any,
     ) -> None:
-        from molpeg_plugins.plugins import get_plugin_manager
-
         base = config.to_dict() if config is not None else {}
         if isinstance(strategy, str):
             overrides["strategy"] = strategy
         elif strategy is not None:
             overrides["strategy"] = strategy.name
         self.config = PruneConfig(**{**base, **overrides})
-        self.pm = plugin_manager or get_plugin_manager()
+        self.pm = plugin_manager
         self.strategy: Strategy = (
             strategy
             if isinstance(strategy, Strategy)

@@ -8,10 +8,13 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from molpeg_plugins.plugins import MolPegPluginManager
 
 ParameterFilter = Callable[[str], bool]
 
@@ -108,7 +111,8 @@ class EMAReference:
         parameters: which parameters are averaged (see :func:`parameter_filter`); the others
             follow the online model exactly.
         train_mode: run the reference forward in train mode (dropout on).
-        plugin_manager: the plugin manager to dispatch through (default: the global one).
+        plugin_manager: the plugin manager to dispatch through (required here;
+            :class:`molpeg_plugins.EMAReference` defaults it to the process-wide manager).
     """
 
     def __init__(
@@ -118,11 +122,9 @@ class EMAReference:
         *,
         parameters: str | ParameterFilter | None = None,
         train_mode: bool = False,
-        plugin_manager: Any = None,
+        plugin_manager: MolPegPluginManager,
     ) -> None:
-        from molpeg_plugins.plugins import get_plugin_manager
-
-        self.pm = plugin_manager or get_plugin_manager()
+        self.pm = plugin_manager
         self.momentum = float(momentum)
         self.parameter_names = parameter_filter(parameters)
         self.train_mode = train_mode

@@ -39,6 +39,7 @@ from molpeg_plugins.data import (
     smiles_text_problem,
 )
 from molpeg_plugins.errors import ConfigError, MolPegError
+from molpeg_plugins.plugins import MolPegPluginManager, get_plugin_manager
 
 GroupFeatures = Literal["morgan", "scaffold", "embedding"]
 LabelScore = Literal["probability", "argmax"]
@@ -323,94 +324,58 @@ def _fill(results, slices, data, valid, progress, stage, n) -> None:  # type: ig
             progress(stage, s.stop, n)
 
 
-def load_chemprop_model(path: str | Path, *, trust: bool = False) -> Any:
-    """A Chemprop ``MPNN`` rebuilt from a checkpoint loaded with ``weights_only=True``.
-
-    The file is read by :func:`molpeg_plugins.checkpoints.safe_load` (allow-list of framework
-    classes); the model is then assembled the way ``MPNN.load_from_file`` does it.
-    """
-    from chemprop.models import MPNN
-
-    from molpeg_plugins.checkpoints import safe_load
-
-    ckpt = safe_load(path, trust=trust)
-    if not isinstance(ckpt, dict) or "hyper_parameters" not in ckpt or "state_dict" not in ckpt:
-        raise MolPegError(
-            f"{path}: not a Chemprop v2 model file (no hyper_parameters/state_dict); pass a "
-            "model saved by `chemprop train` (model_0/best.pt)"
-        )
-    hparams, state = dict(ckpt["hyper_parameters"]), dict(ckpt["state_dict"])
-    if hparams.get("metrics") is not None:
-        hparams["metrics"] = [
-            m if hasattr(m, "_defaults") else MPNN._rebuild_metric(m) for m in hparams["metrics"]
-        ]
-    predictor = dict(hparams["predictor"])
-    if predictor.get("criterion") is not None and not hasattr(predictor["criterion"], "_defaults"):
-        predictor["criterion"] = MPNN._rebuild_metric(predictor["criterion"])
-    hparams["predictor"] = predictor
-    for key in ("message_passing", "agg", "predictor"):
-        sub = dict(hparams[key])
-        hparams[key] = sub.pop("cls")(**sub)
-    state = MPNN._add_metric_task_weights_to_state_dict(state, hparams)
-    model = MPNN(**hparams)
-    model.load_state_dict(state)
-    model.eval()
-    model.output_columns = list(ckpt.get("output_columns") or [])
-    return model
-
-
-def _chemprop_batches(model: Any, smiles: Sequence[str], ok: np.ndarray, batch_size: int):  # type: ignore[no-untyped-def]
-    """Yield ``(positions, BatchMolGraph)`` for the valid SMILES."""
-    from chemprop.data import BatchMolGraph
-    from chemprop.featurizers import SimpleMoleculeMolGraphFeaturizer
-    from rdkit import Chem
-
-    if getattr(model, "X_d_transform", None) is not None and not isinstance(
-        model.X_d_transform, __import__("torch").nn.Identity
-    ):
-        raise ConfigError("models that need extra molecule descriptors (X_d) are not supported")
-    featurizer = SimpleMoleculeMolGraphFeaturizer()
-    idx = np.flatnonzero(ok)
-    for s in _chunks(len(idx), batch_size):
-        rows = idx[s]
-        graphs = [featurizer(Chem.MolFromSmiles(smiles[i])) for i in rows]
-        yield rows, BatchMolGraph(graphs)
-
-
-def chemprop_outputs(
-    model: Any,
+def model_outputs(
+    checkpoint: str | Path,
     smiles: Sequence[str],
     *,
     kind: Literal["embedding", "prediction"],
-    batch_size: int = 256,
+    plugin_manager: MolPegPluginManager | None = None,
+    trust: bool = False,
     progress: Progress | None = None,
     stage: str = "model",
-) -> Features:
-    """Run a Chemprop model over SMILES: learned fingerprints or (sigmoid) predictions."""
-    import torch
+) -> tuple[Features, list[str]]:
+    """Run the saved model ``checkpoint`` over SMILES: learned fingerprints or predictions.
+
+    The model is loaded and run by the plugin of ``plugin_manager`` (default: the
+    process-wide :func:`~molpeg_plugins.plugins.get_plugin_manager`) answering the
+    ``molpeg_model_outputs`` hook (the Chemprop adapter); SMILES RDKit cannot parse get
+    ``valid=False``.
+
+    Returns:
+        The outputs as dense features, and the model's output names (may be empty).
+
+    Raises:
+        MolPegError: no plugin can run model files, or no SMILES parses.
+    """
     from rdkit import Chem, RDLogger
 
     RDLogger.DisableLog("rdApp.*")
     ok = np.array([usable_smiles(s) and Chem.MolFromSmiles(s) is not None for s in smiles])
-    out: np.ndarray | None = None
-    n = len(smiles)
-    with torch.inference_mode():
-        for rows, bmg in _chemprop_batches(model, smiles, ok, batch_size):
-            if kind == "embedding":
-                y = model.fingerprint(bmg)
-            else:
-                y = model(bmg)
-                if y.ndim == 3:  # multiclass / dirichlet heads: probability of the last class
-                    y = y[..., -1]
-            y = y.float().cpu().numpy()
-            if out is None:
-                out = np.zeros((n, y.shape[1]), dtype=np.float32)
-            out[rows] = y
-            if progress:
-                progress(stage, int(rows[-1]) + 1, n)
-    if out is None:
+    if not ok.any():
         raise MolPegError("no valid SMILES to run the model on")
-    return Features(out, ok, packed=False)
+    rows = np.flatnonzero(ok)
+    pm = plugin_manager if plugin_manager is not None else get_plugin_manager()
+
+    def report(stage: str, done: int, total: int) -> None:  # done of the valid → of all rows
+        assert progress is not None
+        progress(stage, int(rows[done - 1]) + 1, len(smiles))
+
+    result = pm.hook.molpeg_model_outputs(
+        path=Path(checkpoint),
+        smiles=[smiles[i] for i in rows],
+        kind=kind,
+        trust=trust,
+        plugin_manager=pm,
+        progress=report if progress else None,
+        stage=stage,
+    )
+    if result is None:
+        raise MolPegError(
+            f"{checkpoint}: no installed plugin runs model files; pip install 'molpeg[chemprop]'"
+        )
+    out = np.zeros((len(smiles), result.values.shape[1]), dtype=np.float32)
+    out[rows] = result.values
+    return Features(out, ok, packed=False), list(result.output_names)
 
 
 # --------------------------------------------------------------------------------------------
@@ -575,6 +540,7 @@ def feature_mapping(
     workers: int = 1,
     seed: int = 0,
     progress: Progress | None = None,
+    plugin_manager: MolPegPluginManager | None = None,
 ) -> SourceSelection:
     """Label-free source pruning: keep the source groups the target molecules fall into.
 
@@ -595,6 +561,8 @@ def feature_mapping(
         workers: processes for the fingerprints.
         seed: seeds k-means and the sampling of the boundary group.
         progress: ``progress(stage, done, total)`` callback.
+        plugin_manager: runs the ``"embedding"`` model (``molpeg_model_outputs`` hook;
+            default: the process-wide :func:`~molpeg_plugins.plugins.get_plugin_manager`).
 
     Returns:
         The selection; groups are ranked by target hits, ties broken by the distance from
@@ -608,7 +576,12 @@ def feature_mapping(
 
     def featurise(smiles: Sequence[str], stage: str) -> Features:
         if features == "embedding":
-            return chemprop_outputs(model, smiles, kind="embedding", progress=progress, stage=stage)
+            assert checkpoint is not None
+            embedded, _ = model_outputs(
+                checkpoint, smiles, kind="embedding", plugin_manager=plugin_manager,
+                trust=trust_checkpoint, progress=progress, stage=stage,
+            )  # fmt: skip
+            return embedded
         return morgan_features(
             smiles,
             radius=radius,
@@ -620,11 +593,9 @@ def feature_mapping(
             stage=stage,
         )
 
-    model = None
     if features == "embedding":
         if checkpoint is None:
             raise ConfigError("features='embedding' needs a --checkpoint (a Chemprop model file)")
-        model = load_chemprop_model(checkpoint, trust=trust_checkpoint)
     elif features not in ("morgan", "scaffold"):
         raise ConfigError(f"unknown group features {features!r}: morgan, scaffold or embedding")
 
@@ -750,6 +721,7 @@ def label_mapping(
     trust_checkpoint: bool = False,
     seed: int = 0,
     progress: Progress | None = None,
+    plugin_manager: MolPegPluginManager | None = None,
 ) -> SourceSelection:
     """Supervised source pruning: keep the molecules measured in the tasks the target maps to.
 
@@ -768,6 +740,8 @@ def label_mapping(
         trust_checkpoint: load the checkpoint without the allow-list.
         seed: seeds the sampling of the boundary task.
         progress: ``progress(stage, done, total)`` callback.
+        plugin_manager: runs the model (``molpeg_model_outputs`` hook; default: the
+            process-wide :func:`~molpeg_plugins.plugins.get_plugin_manager`).
     """
     _check_keep(keep)
     if score not in ("probability", "argmax"):
@@ -778,8 +752,15 @@ def label_mapping(
             f"{source.path}: no numeric task columns besides {smiles_col!r}; label mapping "
             "needs a labelled multitask source"
         )
-    model = load_chemprop_model(checkpoint, trust=trust_checkpoint)
-    out_cols = model.output_columns
+    from rdkit import Chem, RDLogger
+
+    RDLogger.DisableLog("rdApp.*")
+    src_smiles = source.values[smiles_col]
+    valid = np.array([bool(s) and Chem.MolFromSmiles(s) is not None for s in src_smiles])
+    pred, out_cols = model_outputs(
+        checkpoint, target_smiles, kind="prediction", plugin_manager=plugin_manager,
+        trust=trust_checkpoint, progress=progress,
+    )  # fmt: skip
     if out_cols:
         missing = [t for t in tasks if t not in out_cols]
         if len(missing) == len(tasks):
@@ -790,20 +771,14 @@ def label_mapping(
         tasks = [t for t in tasks if t in out_cols]
         out_idx = [out_cols.index(t) for t in tasks]
     else:
-        n_out = model.predictor.n_tasks
+        n_out = pred.dim
         if n_out != len(tasks):
             raise ConfigError(
                 f"{checkpoint}: the model has {n_out} outputs but the source has {len(tasks)} "
                 f"task columns ({', '.join(tasks[:6])}…); choose them with --task-columns"
             )
         out_idx = list(range(len(tasks)))
-    from rdkit import Chem, RDLogger
-
-    RDLogger.DisableLog("rdApp.*")
-    src_smiles = source.values[smiles_col]
-    valid = np.array([bool(s) and Chem.MolFromSmiles(s) is not None for s in src_smiles])
     measured = _label_matrix(source.path, source.values, tasks) & valid[:, None]
-    pred = chemprop_outputs(model, target_smiles, kind="prediction", progress=progress)
     probs = pred.data[pred.valid][:, out_idx]
     if score == "probability":
         strength = probs.sum(0).astype(np.float64)

@@ -75,3 +75,49 @@ def test_help_fits_an_80_column_terminal(command: str) -> None:
     # the description column (where "Show this message" starts) is at least 25 wide
     help_row = next(line for line in lines if "Show this message" in line)
     assert help_row.index("Show this message") <= 80 - 2 - 25, help_row
+
+
+def test_plugins_add_their_commands_through_the_cli_hook():
+    """``molpeg chemprop`` comes from the Chemprop adapter's ``molpeg_cli_commands`` hook."""
+    import typer
+
+    from molpeg_plugins.cli.app import add_plugin_commands
+    from molpeg_plugins.plugins import make_plugin_manager
+
+    def names(root: typer.Typer) -> set[str]:
+        root.command("noop")(lambda: None)  # a group, not a single command
+        root.command("other")(lambda: None)
+        return set(typer.main.get_command(root).commands)  # type: ignore[attr-defined]
+
+    bare, full = typer.Typer(), typer.Typer()
+    add_plugin_commands(bare, make_plugin_manager(entry_points=False))
+    add_plugin_commands(full, make_plugin_manager())
+    assert "chemprop" not in names(bare)
+    assert "chemprop" in names(full)
+    assert "chemprop" in typer.main.get_command(app).commands  # type: ignore[attr-defined]
+
+
+def test_other_commands_work_when_chemprop_cannot_be_imported():
+    """With ``chemprop`` unimportable, ``molpeg strategies`` runs and ``molpeg chemprop
+    train`` says what to install."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; sys.modules['chemprop'] = None\n"  # import chemprop → ImportError
+        "from molpeg_plugins.cli import main\n"
+        "sys.argv = ['molpeg', *sys.argv[1:]]\n"
+        "main()\n"
+    )
+    env = {**os.environ, "MOLPEG_DISABLE_CHEMPROP_HOOK": "1", "COLUMNS": "200"}
+    listed = subprocess.run(
+        [sys.executable, "-c", script, "strategies"], capture_output=True, text=True, env=env
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert "molpeg" in listed.stdout
+    refused = subprocess.run(
+        [sys.executable, "-c", script, "chemprop", "train"], capture_output=True, text=True, env=env
+    )
+    assert refused.returncode == 2
+    assert "pip install 'molpeg[chemprop]'" in refused.stderr

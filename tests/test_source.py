@@ -223,3 +223,16 @@ def test_keep_and_csv_errors(tmp_path: Path) -> None:
     bad.write_text("smiles,y\nCCO,1\nCCN,1,2\n")
     with pytest.raises(S.MolPegError, match=r"line 3: 3 fields"):
         S.read_records(bad)
+
+
+def test_model_features_need_a_plugin_that_runs_model_files(two_families, tmp_path) -> None:
+    """Without the Chemprop adapter nothing answers ``molpeg_model_outputs``: a clear error."""
+    from molpeg_plugins.errors import MolPegError
+    from molpeg_plugins.plugins import make_plugin_manager
+
+    source, target, _ = two_families
+    bare = make_plugin_manager(entry_points=False)
+    with pytest.raises(MolPegError, match=r"pip install 'molpeg\[chemprop\]'"):
+        S.feature_mapping(
+            source, target, 0.5, groups=4, checkpoint=tmp_path / "model.pt", plugin_manager=bare
+        )

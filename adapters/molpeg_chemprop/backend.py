@@ -293,13 +293,13 @@ class ChempropBackend(Backend):
         from chemprop import models, nn
         from chemprop.nn.transforms import UnscaleTransform
 
-        from molpeg_plugins.checkpoints import vet_checkpoint
+        from molpeg_chemprop.models import load_model
 
         n_tasks = int(np.asarray(job.targets).shape[1])
         if job.pretrained is not None:
-            if not job.trust_checkpoint:
-                vet_checkpoint(job.pretrained, plugin_manager=job.plugin_manager)
-            foundation = models.MPNN.load_from_file(job.pretrained, map_location="cpu")
+            foundation = load_model(
+                job.pretrained, plugin_manager=job.plugin_manager, trust=job.trust_checkpoint
+            )
             message_passing, agg = foundation.message_passing, foundation.agg
         else:
             message_passing = nn.BondMessagePassing(d_h=self.hidden_dim, depth=self.depth)

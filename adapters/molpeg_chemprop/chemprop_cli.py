@@ -251,11 +251,11 @@ def activated(
     train_module: ModuleType, options: SimpleNamespace, args: argparse.Namespace
 ) -> Iterator[None]:
     """Run Chemprop's ``train`` with MolPeg: validated options, vetted files, pruning trainer."""
-    from molpeg_plugins.plugins import get_plugin_manager
+    from molpeg_plugins.plugins import make_plugin_manager
 
     if options.plugin not in PLUGIN_NAMES:
         raise UnknownNameError("plugin", options.plugin, PLUGIN_NAMES)
-    pm = get_plugin_manager()
+    pm = make_plugin_manager()  # this process is the host: it makes the manager it hands on
     config = prune_config(options, pm)
     if getattr(args, "class_balance", False):
         raise MolPegError(

@@ -8,14 +8,20 @@ no hook: the adapter calls :func:`molpeg_chemprop.losses.per_sample_loss` direct
 from __future__ import annotations
 
 import copy
+import importlib.util
 import inspect
-from typing import Any
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
 from molpeg_chemprop.internals import detached_from_trainer
 from molpeg_chemprop.losses import eval_mode
-from molpeg_plugins import hookimpl
+from molpeg_plugins.hookspecs import ModelOutputs, hookimpl
+
+if TYPE_CHECKING:
+    import typer
 
 
 def _is_mpnn(model: Any) -> bool:
@@ -98,3 +104,33 @@ def molpeg_register_backends() -> list[Any]:
     from molpeg_chemprop.backend import ChempropBackend
 
     return [ChempropBackend()]
+
+
+@hookimpl
+def molpeg_model_outputs(
+    path: Path,
+    smiles: Sequence[str],
+    kind: Literal["embedding", "prediction"],
+    trust: bool,
+    plugin_manager: Any,
+    progress: Callable[[str, int, int], None] | None,
+    stage: str,
+) -> ModelOutputs | None:
+    """Embeddings or predictions of a Chemprop model file (``None`` without Chemprop).
+
+    The file is loaded by :func:`molpeg_chemprop.models.load_model` (the safe loader).
+    """
+    if importlib.util.find_spec("chemprop") is None:
+        return None
+    from molpeg_chemprop.models import load_model, model_outputs
+
+    model = load_model(path, plugin_manager=plugin_manager, trust=trust)
+    return model_outputs(model, smiles, kind=kind, progress=progress, stage=stage)
+
+
+@hookimpl
+def molpeg_cli_commands(app: typer.Typer) -> None:
+    """Add ``molpeg chemprop train`` (Chemprop is imported only when the command runs)."""
+    from molpeg_chemprop.commands import chemprop_app
+
+    app.add_typer(chemprop_app, name="chemprop")

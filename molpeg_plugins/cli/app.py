@@ -1,7 +1,9 @@
 """The root of the ``molpeg`` command line (Typer): ``--version``, ``strategies``, ``backends``.
 
-The other command groups (``prune``, ``chemprop``, ``scaling``, ``source``) live in their own
-modules and register themselves on :data:`app` when :mod:`molpeg_plugins.cli` imports them.
+The core's command groups (``prune``, ``scaling``, ``source``) live in their own modules and
+register themselves on :data:`app` when :mod:`molpeg_plugins.cli` imports them; plugins add
+theirs (``molpeg chemprop`` from the Chemprop adapter) through the ``molpeg_cli_commands``
+hook, called by :func:`add_plugin_commands`.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from molpeg_plugins import __version__
+from molpeg_plugins.plugins import MolPegPluginManager, get_plugin_manager
 
 app = typer.Typer(
     help="Molecular data pruning for Chemprop, DeepChem and PyTorch.\n\n"
@@ -43,8 +46,6 @@ def strategies() -> None:
     Dynamic strategies re-choose the kept molecules every epoch; static ones choose them
     once, after a warm-up. Use a name with ``molpeg prune --strategy NAME``.
     """
-    from molpeg_plugins.plugins import get_plugin_manager
-
     table = Table(title="molpeg strategies")
     table.add_column("name", style="bold cyan", no_wrap=True)
     table.add_column("kind")
@@ -69,8 +70,6 @@ def backends() -> None:
     Use a name with ``molpeg prune --backend NAME``. A backend whose framework is missing
     says which extra to install.
     """
-    from molpeg_plugins.plugins import get_plugin_manager
-
     table = Table(title="molpeg backends")
     table.add_column("name", style="bold cyan", no_wrap=True)
     table.add_column("available")
@@ -85,6 +84,15 @@ def backends() -> None:
             escape(backend.description),
         )
     Console().print(table)
+
+
+def add_plugin_commands(root: typer.Typer, plugin_manager: MolPegPluginManager) -> None:
+    """Let every plugin of ``plugin_manager`` add its commands to ``root``.
+
+    Calls the ``molpeg_cli_commands`` hook once; :mod:`molpeg_plugins.cli` does so with the
+    process-wide manager when it builds :data:`app`.
+    """
+    plugin_manager.hook.molpeg_cli_commands(app=root)
 
 
 def main() -> None:

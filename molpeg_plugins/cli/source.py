@@ -183,6 +183,7 @@ def prune_source(
 ) -> None:
     """Prune a pretraining set down to the part a downstream set maps to."""
     from molpeg_plugins import source as src_mod
+    from molpeg_plugins.plugins import make_plugin_manager
 
     display = Display()
     started = time.perf_counter()
@@ -207,6 +208,7 @@ def prune_source(
         )
         with display:
             cb = display.stages()
+            pm = make_plugin_manager()
             if method == "feature-mapping":
                 selection = src_mod.feature_mapping(
                     source_smiles,
@@ -220,6 +222,7 @@ def prune_source(
                     workers=workers,
                     seed=seed,
                     progress=cb,
+                    plugin_manager=pm,
                 )
             else:
                 tasks = [t.strip() for t in task_columns.split(",")] if task_columns else None
@@ -234,6 +237,7 @@ def prune_source(
                     trust_checkpoint=trust_checkpoint,
                     seed=seed,
                     progress=cb,
+                    plugin_manager=pm,
                 )
         elapsed = time.perf_counter() - started
         report = {

@@ -1,20 +1,22 @@
-"""molpeg CLI: ``molpeg chemprop train …`` — Chemprop's own ``train`` with MolPeg switched on.
+"""``molpeg chemprop train …``: Chemprop's own ``train`` with MolPeg switched on.
 
 The explicit, no-magic form of ``chemprop train --plugin molpeg``: the same Chemprop
 options plus molpeg's (``--prune-ratio``, ``--prune-strategy``, ``--ema-momentum``,
 ``--prune-warmup-epochs``, ``--prune-anneal-epochs``, ``--prune-rescale``, ``--prune-seed``,
 ``--keep-invalid-smiles``, ``--trust-checkpoint``), forwarded to Chemprop's command line
 with molpeg's patch applied in this process (no start-up hook involved).
+
+The group is added to the ``molpeg`` application by the ``molpeg_cli_commands`` hook of
+:mod:`molpeg_chemprop.plugin`; Chemprop itself is imported only when the command runs.
 """
 
 from __future__ import annotations
 
+import importlib.util
+
 import typer
 
-from molpeg_plugins.cli.app import app
-
 chemprop_app = typer.Typer(help="Run Chemprop's own commands with molpeg's data pruning.")
-app.add_typer(chemprop_app, name="chemprop")
 
 
 @chemprop_app.command(
@@ -32,12 +34,7 @@ def train(ctx: typer.Context) -> None:
     Example: molpeg chemprop train -i bbbp.csv -t classification -o out --prune-ratio 0.6.
     `molpeg chemprop train --help` shows Chemprop's help including molpeg's option group.
     """
-    import importlib.util
-
-    if (
-        importlib.util.find_spec("chemprop") is None
-        or importlib.util.find_spec("molpeg_chemprop") is None
-    ):
+    if importlib.util.find_spec("chemprop") is None:
         typer.echo("error: chemprop is not installed; pip install 'molpeg[chemprop]'", err=True)
         raise typer.Exit(2)
     from molpeg_chemprop.chemprop_cli import run_train
