@@ -130,6 +130,12 @@ def test_chemprop_executable_with_and_without_plugin(tmp_path: Path, data_dir: P
     assert kept[1:] == [num_kept(kept[0], 0.5)] * 2
     assert batches == [math.ceil(k / 32) for k in kept] and batches[1] <= batches[0] / 2 + 1
     assert all(r["val_loss"] != "" for r in history), "validation must run every epoch"
+    staleness = ("score_age_mean", "score_age_max", "visited_since_warmup", "keep_turnover")
+    for row in history[1:]:  # pruned epochs carry the staleness statistics
+        assert all(row[key] != "" for key in staleness), row
+        assert 0.0 <= float(row["keep_turnover"]) <= 1.0
+    logged = read_csv(next(model_dir.glob("trainer_logs/version_*/metrics.csv")))
+    assert {f"molpeg/{key}" for key in staleness} <= set(logged[0])
     last = torch.load(model_dir / "checkpoints" / "last.ckpt", weights_only=False)
     assert last["epoch"] == 2, "checkpointing must run in the last (pruned) epoch"
     assert "MolPegCallback" in last["callbacks"]
