@@ -1,8 +1,8 @@
-"""CSV → validated molecules: reading, column and label checks, RDKit parsing, scaffolds, splits.
+"""CSV → validated molecules: column and label checks, RDKit parsing, scaffolds, splits.
 
-The table keeps the *original text* of every data record, so that ``pruned.csv`` can repeat
-the kept rows byte for byte. pandas parses the values; the standard :mod:`csv` module only
-locates where each record starts and ends in the file (a quoted field may span lines).
+The file is read by :mod:`molpeg_plugins.csv_records`, which keeps the *original text* of
+every data record, so that ``pruned.csv`` can repeat the kept rows byte for byte; pandas
+parses the values (:attr:`~molpeg_plugins.csv_records.CsvRecords.frame`).
 
 Rows are numbered from 0 in file order, header excluded (``row 0`` is the first molecule);
 messages also give the 1-based line of the file.
@@ -10,11 +10,6 @@ messages also give the 1-based line of the file.
 
 from __future__ import annotations
 
-import csv
-import difflib
-import gzip
-import io
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,39 +17,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from molpeg_plugins.errors import ConfigError, MolPegError
+# CsvRecords, read_records, read_text, check_column, MISSING_TOKENS, the quoting checks and
+# DataError were defined here before the one CSV module; they stay importable from here.
+from molpeg_plugins.csv_records import MISSING_TOKENS as MISSING_TOKENS
+from molpeg_plugins.csv_records import CsvRecords as CsvRecords
+from molpeg_plugins.csv_records import check_column as check_column
+from molpeg_plugins.csv_records import csv_error_message as csv_error_message
+from molpeg_plugins.csv_records import ends_in_open_quote as ends_in_open_quote
+from molpeg_plugins.csv_records import is_missing
+from molpeg_plugins.csv_records import quote_merge_problem as quote_merge_problem
+from molpeg_plugins.csv_records import read_records as read_records
+from molpeg_plugins.csv_records import read_text as read_text
+from molpeg_plugins.errors import ConfigError
+from molpeg_plugins.errors import DataError as DataError
 
 TaskType = str
-MISSING_TOKENS = frozenset({"", "nan", "NaN", "NA", "N/A", "n/a", "null", "NULL", "None"})
 BUNDLED_DATASET = Path(__file__).parent / "data" / "bbbp.csv"
 """The dataset ``molpeg prune`` uses when no file is given: BBBP (2,050 molecules)."""
-
-
-class DataError(MolPegError):
-    """The input file cannot be used as it is (exit code 1): empty, unreadable, bad labels."""
-
-
-@dataclass
-class CsvRecords:
-    """The raw text of a CSV file, split into records, plus the parsed values.
-
-    Attributes:
-        header: the header record's original text, line ending included.
-        records: each data record's original text, line ending included.
-        lines: 1-based line number where each data record starts.
-        frame: every column as text (pandas, ``dtype=str``, nothing converted to NaN).
-        columns: the header's field names as written (pandas renames a repeated name ``y`` to
-            ``y.1`` in ``frame``).
-        problems: per data record, why it cannot be used as one row (``""`` = fine), e.g. a
-            stray quote that made several lines one record.
-    """
-
-    header: str
-    records: list[str]
-    lines: list[int]
-    frame: pd.DataFrame
-    columns: list[str] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -111,209 +90,7 @@ class MoleculeTable:
         ]
 
 
-# --------------------------------------------------------------------------- reading
-
-
-def read_text(path: Path) -> str:
-    """The file's text; gzip is detected by its magic bytes, line endings are kept."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file; give the path of a CSV file") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a folder; give the path of a CSV file") from None
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
-            raise DataError(f"{path}: broken gzip file ({exc}); re-compress it") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(
-            f"{path}: not UTF-8 text (byte {exc.start}); save the CSV as UTF-8"
-        ) from None
-    if "\x00" in text:  # UTF-16 without a byte-order mark, or binary data
-        line = text[: text.index("\x00")].count("\n") + 1
-        raise DataError(
-            f"{path} line {line}: contains a NUL byte, so it is UTF-16 or binary rather than "
-            "text; save the CSV as UTF-8"
-        )
-    return text
-
-
-def read_records(path: Path) -> CsvRecords:
-    """Read a CSV (plain or gzip, any line ending) into original records and a text frame.
-
-    Raises:
-        DataError: empty file, header without rows, or a row with more fields than the header.
-    """
-    text = read_text(path)
-    bom = "\ufeff" if text.startswith("\ufeff") else ""
-    body = text[len(bom) :]
-    if not body.strip():
-        raise DataError(
-            f"{path}: the file is empty; expected a header row (e.g. 'smiles,label') "
-            "and one molecule per row"
-        )
-    if body.lstrip()[:1] in ("[", "{") and _is_json(body):
-        raise DataError(
-            f"{path}: this is a JSON file, not a CSV; convert it first, e.g. with "
-            "pandas.read_json(path).to_csv('data.csv', index=False)"
-        )
-    consumed: list[str] = []
-
-    def physical_lines():
-        for line in io.StringIO(body, newline=""):
-            consumed.append(line)
-            yield line
-
-    records: list[tuple[str, int, int]] = []  # (text, first line, number of fields)
-    line_no = 1
-    try:
-        for fields in csv.reader(physical_lines()):
-            chunk = "".join(consumed)
-            consumed.clear()
-            if fields:
-                records.append((chunk, line_no, len(fields)))
-            line_no += _line_count(chunk)
-    except csv.Error as exc:
-        raise DataError(f"{path} line {line_no}: {csv_error_message(exc)}") from None
-    if records and ends_in_open_quote(records[-1][0]):
-        first = records[-1][1]
-        raise DataError(
-            f"{path} line {first}: a quoted field opened on line {first} is never closed (it "
-            f"runs to the end of the file, line {line_no - 1}); remove the stray '\"' or close "
-            "the quote"
-        )
-    header, _, width = records[0]
-    data = records[1:]
-    if not data:
-        raise DataError(f"{path}: the file has a header but no data rows; add molecules")
-    for row, (_, line, n_fields) in enumerate(data):
-        if n_fields > width:
-            raise DataError(
-                f"{path} line {line} (row {row}): {n_fields} fields but the header has "
-                f"{width} columns; quote values that contain commas, or name the extra column"
-            )
-    try:
-        frame = pd.read_csv(
-            io.StringIO(body),
-            dtype=str,
-            keep_default_na=False,
-            na_filter=False,
-            skip_blank_lines=True,
-            index_col=False,
-        )
-    except pd.errors.ParserError as exc:  # pragma: no cover - the csv pass accepted the file
-        raise DataError(f"{path}: malformed CSV ({exc}); check the quoting") from None
-    if len(frame) != len(data):  # pragma: no cover - pandas and csv disagree
-        raise DataError(f"{path}: pandas read {len(frame)} rows, the file has {len(data)}")
-    return CsvRecords(
-        header=bom + header,
-        records=[r[0] for r in data],
-        lines=[r[1] for r in data],
-        frame=frame,
-        columns=next(csv.reader([header.rstrip("\r\n")])) if header.strip() else [],
-        problems=[quote_merge_problem(text, line, width) for text, line, _ in data],
-    )
-
-
-def _line_count(chunk: str) -> int:
-    """Physical lines in ``chunk`` (``\\n``, ``\\r\\n`` or a lone ``\\r`` each end one)."""
-    return sum(1 for _ in io.StringIO(chunk, newline=""))
-
-
-def csv_error_message(exc: csv.Error) -> str:
-    """What a :mod:`csv` error means for the user (the caller adds file and line)."""
-    if "field larger than field limit" in str(exc):
-        return (
-            f"a field is longer than {csv.field_size_limit():,} characters, usually because a "
-            "quote ('\"') on this line is never closed; check the quoting"
-        )
-    return f"malformed CSV ({exc})"
-
-
-def ends_in_open_quote(chunk: str) -> bool:
-    """Whether the record ``chunk`` ends inside a quoted field (the file ends before the quote
-    closes), which pandas refuses."""
-    try:
-        for _ in csv.reader(io.StringIO(chunk, newline=""), strict=True):
-            pass
-    except csv.Error as exc:
-        return "end of data" in str(exc)
-    return False
-
-
-def quote_merge_problem(chunk: str, line: int, width: int) -> str:
-    """Why a record that spans several lines is probably several rows joined by a stray quote.
-
-    A quoted field may legitimately hold a line break (a note in two lines). But when two or
-    more of the record's lines each have as many comma-separated parts as the header has
-    columns, they are rows that a quote character left open swallowed. Returns the skip
-    reason, or ``""`` for a single-line or plausible multi-line record.
-    """
-    lines = list(io.StringIO(chunk, newline=""))
-    if len(lines) < 2:
-        return ""
-    full = sum(
-        len(next(csv.reader([text.rstrip("\r\n")], quoting=csv.QUOTE_NONE), [])) >= width
-        for text in lines
-    )
-    if full < 2:
-        return ""
-    last = line + len(lines) - 1
-    return (
-        f"lines {line}-{last} were read as one record because a quote ('\"') on line {line} "
-        f"closes only on line {last}; fix the quoting and rerun (these {len(lines)} lines "
-        "were skipped)"
-    )
-
-
 # --------------------------------------------------------------------------- columns & labels
-
-
-def _is_json(text: str) -> bool:
-    try:
-        json.loads(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _other_delimiter(columns: Sequence[str]) -> str | None:
-    """``"semicolon"``/``"tab"``/``"pipe"`` if a one-column header is split by that instead."""
-    if len(columns) != 1:
-        return None
-    try:
-        found = csv.Sniffer().sniff(str(columns[0]), delimiters=";\t|").delimiter
-    except csv.Error:
-        return None
-    return {";": "semicolon", "\t": "tab", "|": "pipe"}.get(found)
-
-
-def check_column(path: Path, name: str, columns: Sequence[str], option: str) -> str:
-    """Return ``name`` if it is a column, else raise naming the closest one."""
-    if name in columns:
-        return name
-    lowered = {c.lower().strip(): c for c in columns}
-    close = [lowered[name.lower().strip()]] if name.lower().strip() in lowered else []
-    close = close or difflib.get_close_matches(name, list(columns), n=1, cutoff=0.5)
-    hint = f"did you mean {option} {close[0]!r}? " if close else ""
-    delimiter = _other_delimiter(columns)
-    if delimiter:
-        hint = (
-            f"the file looks {delimiter}-separated, and molpeg reads comma-separated files: "
-            f"convert it first (e.g. pandas.read_csv(path, sep=...).to_csv('data.csv', "
-            "index=False)); "
-        )
-    raise ConfigError(
-        f"{path}: no column {name!r}; {hint}columns are: {', '.join(map(repr, columns))}"
-    )
-
-
-def _is_missing(value: str) -> bool:
-    return value.strip() in MISSING_TOKENS
 
 
 def _looks_like_row_id(values: np.ndarray) -> bool:
@@ -336,7 +113,7 @@ def infer_target_columns(path: Path, frame: pd.DataFrame, smiles_column: str) ->
     for col in frame.columns:
         if col == smiles_column:
             continue
-        text = frame[col][~frame[col].map(_is_missing)]
+        text = frame[col][~frame[col].map(is_missing)]
         values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=float)
         if text.empty or np.isnan(values).mean() > 0.5:
             continue
@@ -372,7 +149,7 @@ def parse_labels(
     reasons = [""] * n
     for j, col in enumerate(columns):
         text = frame[col].astype(str)
-        missing = text.map(_is_missing).to_numpy()
+        missing = text.map(is_missing).to_numpy()
         values = pd.to_numeric(text.where(~missing, None), errors="coerce").to_numpy(float).copy()
         bad = ~missing & np.isnan(values)
         if missing.all():

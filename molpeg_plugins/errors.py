@@ -23,6 +23,10 @@ class ConfigError(MolPegError, ValueError):
     exit_code = 2
 
 
+class DataError(MolPegError):
+    """The input file cannot be used as it is (exit code 1): empty, unreadable, bad labels."""
+
+
 class UnknownNameError(ConfigError, KeyError):
     """A strategy, backend or plugin name that is not registered."""
 

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from molpeg_plugins.atomic import atomic_path, write_json, write_text
+from molpeg_plugins.atomic import atomic_path, write_json
 from molpeg_plugins.backend import FitResult
 from molpeg_plugins.data import MoleculeTable
 
@@ -140,14 +140,9 @@ def epoch_history(history: list[dict[str, float]]) -> list[dict[str, Any]]:
 
 
 def write_pruned_csv(path: Path, table: MoleculeTable, rows: np.ndarray) -> None:
-    """Write the header and the records ``rows`` exactly as they are in the input file."""
-    header = table.csv.header
-    newline = "\r\n" if header.endswith("\r\n") else ("\r" if header.endswith("\r") else "\n")
-    parts = [header if header.endswith(("\n", "\r")) else header + newline]
-    for i in rows:
-        record = table.csv.records[int(i)]
-        parts.append(record if record.endswith(("\n", "\r")) else record + newline)
-    write_text(path, "".join(parts))
+    """Write the header and the records ``rows`` exactly as they are in the input file
+    (:meth:`~molpeg_plugins.csv_records.CsvRecords.write_subset`)."""
+    table.csv.write_subset(path, rows)
 
 
 def write_scores(path: Path, frame: pd.DataFrame, fmt: str) -> Path:

@@ -20,9 +20,6 @@ molecules of the MOSES training set fit easily in memory.
 
 from __future__ import annotations
 
-import csv
-import gzip
-import io
 import itertools
 import math
 from collections.abc import Callable, Iterator, Sequence
@@ -32,12 +29,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from molpeg_plugins.data import (
-    csv_error_message,
-    ends_in_open_quote,
-    quote_merge_problem,
-    smiles_text_problem,
-)
+from molpeg_plugins import csv_records
+from molpeg_plugins.csv_records import CsvRecords as CsvRecords
+from molpeg_plugins.csv_records import check_column, is_missing
+from molpeg_plugins.csv_records import resolve_column as resolve_column
+from molpeg_plugins.data import smiles_text_problem
 from molpeg_plugins.errors import ConfigError, MolPegError
 from molpeg_plugins.plugins import MolPegPluginManager, get_plugin_manager
 
@@ -48,89 +44,8 @@ Progress = Callable[[str, int, int], None]
 
 
 # --------------------------------------------------------------------------------------------
-# Reading a CSV while keeping every data row's original bytes
+# Reading a CSV while keeping every data row's original text
 # --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class CsvRecords:
-    """The rows of a CSV file: parsed fields of the requested columns plus the raw bytes.
-
-    Attributes:
-        path: the file read.
-        header: the header line exactly as in the file (line ending included).
-        columns: the header's field names.
-        records: the raw bytes of every non-blank data row, line ending included.
-        values: requested column name → list of its field per data row.
-        newline: the file's line ending (added to a last row that lacks one when written).
-    """
-
-    path: Path
-    header: bytes
-    columns: list[str]
-    records: list[bytes]
-    values: dict[str, list[str]]
-    newline: bytes = b"\n"
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def write_subset(self, path: str | Path, rows: np.ndarray) -> None:
-        """Atomically write the header and the data rows ``rows`` (sorted) byte for byte."""
-        from molpeg_plugins.atomic import atomic_write
-
-        def write(fh: Any) -> None:
-            fh.write(
-                self.header if self.header.endswith((b"\n", b"\r")) else self.header + self.newline
-            )
-            for i in np.sort(np.asarray(rows, dtype=np.int64)):
-                rec = self.records[int(i)]
-                fh.write(rec if rec.endswith((b"\n", b"\r")) else rec + self.newline)
-
-        atomic_write(path, write, binary=True)
-
-
-def _read_bytes(path: Path) -> bytes:
-    if not path.is_file():
-        raise MolPegError(f"{path}: no such file; check the path")
-    with open(path, "rb") as fh:
-        magic = fh.read(2)
-    opener = gzip.open if magic == b"\x1f\x8b" else open
-    with opener(path, "rb") as fh:
-        return fh.read()
-
-
-def resolve_column(path: Path, columns: Sequence[str], wanted: str | None, what: str) -> str:
-    """The column called ``wanted`` (any case), or the SMILES column if ``wanted`` is None."""
-    by_lower = {c.lower(): c for c in columns}
-    if wanted is not None:
-        if wanted in columns:
-            return wanted
-        if wanted.lower() in by_lower:
-            return by_lower[wanted.lower()]
-        raise ConfigError(
-            f"{path}: no column {wanted!r} (columns: {', '.join(columns)}); pass the right --{what}"
-        )
-    for name in ("smiles", "smi", "canonical_smiles", "mol"):
-        if name in by_lower:
-            return by_lower[name]
-    raise ConfigError(
-        f"{path}: cannot tell which column holds the SMILES (columns: {', '.join(columns)}); "
-        f"pass --{what}"
-    )
-
-
-def _checked(reader: Any, path: Path) -> Iterator[list[str]]:
-    """The records of ``reader``; a :mod:`csv` error becomes a one-line error with its line."""
-    while True:
-        line = reader.line_num + 1
-        try:
-            fields = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            raise MolPegError(f"{path}, line {line}: {csv_error_message(exc)}") from None
-        yield fields
 
 
 def read_records(
@@ -140,72 +55,32 @@ def read_records(
     *,
     option: str = "smiles-column",
 ) -> tuple[CsvRecords, str]:
-    """Read a (possibly gzipped) CSV, keeping each data row's original bytes.
+    """Read a (possibly gzipped) CSV in which every data row must be usable as it is.
+
+    The file is read by :func:`molpeg_plugins.csv_records.read_records` with
+    ``exact_width=True``: a row with the wrong number of fields, or several rows merged by a
+    stray quote, is an error (named by line) rather than a skipped row.
 
     Args:
         path: CSV or CSV.GZ file with a header row.
-        smiles_column: name of the SMILES column (``None``: detect ``smiles``/``SMILES``/…).
-        extra_columns: other columns whose values are wanted; ``None`` means all columns.
-        option: CLI option named in errors about the SMILES column.
+        smiles_column: name of the SMILES column (any case; ``None``: detect
+            ``smiles``/``SMILES``/…).
+        extra_columns: other columns that must exist; ``None`` means no check.
+        option: CLI option (without dashes) named in errors about the SMILES column.
 
     Returns:
-        The records and the resolved SMILES column name.
+        The records (:attr:`~molpeg_plugins.csv_records.CsvRecords.values` gives a column's
+        fields) and the resolved SMILES column name.
 
     Raises:
         MolPegError: the file is missing, empty, not UTF-8, or a row has the wrong number
-            of fields (named by line number).
+            of fields (named by line number); a column that does not exist.
     """
-    path = Path(path)
-    raw = _read_bytes(path)
-    try:
-        text = raw.decode("utf-8-sig" if raw.startswith(b"\xef\xbb\xbf") else "utf-8")
-    except UnicodeDecodeError as exc:
-        raise MolPegError(f"{path}: not UTF-8 text ({exc}); save the CSV as UTF-8") from exc
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
-    lines = raw.splitlines(keepends=True)
-    if not lines:
-        raise MolPegError(f"{path}: the file is empty; it needs a header row and molecules")
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        columns = next(reader)
-    except StopIteration:
-        raise MolPegError(f"{path}: the file is empty") from None
-    smiles_col = resolve_column(path, columns, smiles_column, option)
-    wanted = list(columns) if extra_columns is None else [smiles_col, *extra_columns]
-    for name in wanted:
-        if name not in columns:
-            raise ConfigError(f"{path}: no column {name!r} (columns: {', '.join(columns)})")
-    positions = {name: columns.index(name) for name in dict.fromkeys(wanted)}
-    values: dict[str, list[str]] = {name: [] for name in positions}
-    records: list[bytes] = []
-    start = reader.line_num
-    header = b"".join(lines[:start])
-    n_fields = len(columns)
-    for fields in _checked(reader, path):
-        end = reader.line_num
-        if not fields or (len(fields) == 1 and not fields[0].strip()):
-            start = end
-            continue
-        if end - start > 1:  # a quoted field spans lines: a note, or a stray quote?
-            chunk = b"".join(lines[start:end]).decode("utf-8", errors="replace")
-            problem = quote_merge_problem(chunk, start + 1, n_fields)
-            if ends_in_open_quote(chunk):
-                problem = f"a quote ('\"') opened on line {start + 1} is never closed"
-            if problem:
-                raise MolPegError(f"{path}, line {start + 1}: {problem}")
-        if len(fields) != n_fields:
-            raise MolPegError(
-                f"{path}, line {start + 1}: {len(fields)} fields where the header has "
-                f"{n_fields}; fix the quoting or the separators of that row"
-            )
-        records.append(b"".join(lines[start:end]) if end - start > 1 else lines[start])
-        for name, pos in positions.items():
-            values[name].append(fields[pos])
-        start = end
-    first = lines[0]
-    newline = b"\r\n" if first.endswith(b"\r\n") else b"\r" if first.endswith(b"\r") else b"\n"
-    return CsvRecords(path, header, columns, records, values, newline), smiles_col
+    records = csv_records.read_records(path, exact_width=True)
+    smiles_col = resolve_column(records.path, records.columns, smiles_column, option)
+    for name in extra_columns or ():
+        check_column(records.path, name, records.columns, "column")
+    return records, smiles_col
 
 
 # --------------------------------------------------------------------------------------------
@@ -672,16 +547,16 @@ def _label_matrix(path: Path, values: dict[str, list[str]], tasks: Sequence[str]
         col = values[task]
         for i, v in enumerate(col):
             v = v.strip()
-            if not v or v.lower() in ("nan", "na", "none", "null"):
+            if is_missing(v):
                 continue
             try:
-                float(v)
+                number = float(v)
             except ValueError:
                 raise MolPegError(
                     f"{path}, data row {i}, column {task!r}: label {v!r} is not a number; "
                     "leave missing labels empty or choose the task columns with --task-columns"
                 ) from None
-            measured[i, j] = True
+            measured[i, j] = not math.isnan(number)  # 'NAN', '-nan': missing too
     return measured
 
 
@@ -697,8 +572,7 @@ def task_columns(records: CsvRecords, smiles_col: str) -> list[str]:
             continue
         ok = True
         for v in col:
-            v = v.strip()
-            if v and v.lower() not in ("nan", "na", "none", "null"):
+            if not is_missing(v):
                 try:
                     float(v)
                 except ValueError:
@@ -726,7 +600,7 @@ def label_mapping(
     """Supervised source pruning: keep the molecules measured in the tasks the target maps to.
 
     Args:
-        source: the source CSV read with all columns (``read_records(..., extra_columns=None)``).
+        source: the source CSV (:func:`read_records`).
         smiles_col: its SMILES column.
         target_smiles: downstream SMILES.
         keep: fraction of the source rows kept.

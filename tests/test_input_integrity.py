@@ -318,6 +318,32 @@ def test_chemprop_filter_keeps_valid_rows_verbatim_even_when_multiline(tmp_path:
     assert after.loc[2, "name"] == "a\nb"
 
 
+def test_chemprop_filter_output_is_the_input_minus_the_invalid_record_byte_for_byte(
+    tmp_path: Path,
+):
+    """Valid records reach Chemprop exactly as written: quoting, a line break inside a quoted
+    field, CRLF line endings and number spellings such as ``1.50`` or ``1e-3`` survive."""
+    pytest.importorskip("chemprop")
+    from molpeg_chemprop.chemprop_cli import filter_invalid_smiles
+
+    header = b"smiles,y,note\r\n"
+    records = [
+        b'CCO,1.50,"a note\r\nin two lines"\r\n',
+        b'"c1ccccc1",1e-3,"quoted, with a comma"\r\n',
+        b"not-a-smiles,2.0,plain\r\n",
+        b'CC(=O)O,-0.250,""\r\n',
+        b'"CCN",+7,"say ""hi"""',  # the last record has no line ending
+    ]
+    data = write(tmp_path, header + b"".join(records))
+    (tmp_path / "clean").mkdir()
+    clean = filter_invalid_smiles(
+        data, smiles_cols=["smiles"], out_dir=tmp_path / "clean", target_cols=["y"]
+    )
+    assert clean != data
+    kept = records[:2] + records[3:-1] + [records[-1] + b"\r\n"]
+    assert clean.read_bytes() == header + b"".join(kept)
+
+
 # --------------------------------------------------------------------------- prune-source
 
 

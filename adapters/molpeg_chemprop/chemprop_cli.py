@@ -393,22 +393,6 @@ BINARY_TASKS = ("classification", "classification-dirichlet")
 """Chemprop task types whose labels must be 0/1 (or missing)."""
 
 
-def _record_lines(path: Path) -> list[tuple[int, int]]:
-    """``(first line, number of fields)`` of every non-blank CSV record of ``path``."""
-    import csv
-    import io
-
-    from molpeg_plugins.data import read_text
-
-    reader = csv.reader(io.StringIO(read_text(path).removeprefix("\ufeff"), newline=""))
-    out, line = [], 1
-    for fields in reader:
-        if fields:
-            out.append((line, len(fields)))
-        line = reader.line_num + 1
-    return out
-
-
 def _smiles_problem(smi: str, column: str, make: Any) -> str:
     """Why the SMILES cell ``smi`` cannot be trained on (``""`` if it can)."""
     from molpeg_plugins.data import smiles_text_problem
@@ -432,11 +416,11 @@ def _label_problem(value: str, column: str, task_type: str, bounded: bool) -> tu
     """``(reason, fatal)`` for one label cell: ``""`` if usable (numbers and missing values)."""
     import math
 
-    from molpeg_plugins.data import MISSING_TOKENS
+    from molpeg_plugins.csv_records import is_missing
 
-    text = value.strip()
-    if text in MISSING_TOKENS:
+    if is_missing(value):
         return "", False
+    text = value.strip()
     try:
         number = float(text.strip("<>") if bounded else text)
     except ValueError:
@@ -475,58 +459,62 @@ def filter_invalid_smiles(
     options), or when a label is not a number or not finite (missing labels are fine). Each
     skipped row is reported on stderr as ``FILE: row R (line L): REASON, skipped``; rows are
     numbered from 0 after the header (molpeg's convention, as in ``molpeg prune``), ``L`` is
-    the 1-based line of the file. Every valid row is kept verbatim.
+    the 1-based line of the file. The copy (in ``out_dir``, uncompressed) is the header and
+    every valid record byte for byte, multi-line quoted records included
+    (:meth:`~molpeg_plugins.csv_records.CsvRecords.write_subset`).
 
     Raises:
-        MolPegError: a classification label other than 0/1 (the run would silently train
-            on it); no row is usable; or rows would be skipped, but another file
-            (descriptors, atom features, splits) is aligned to the rows of ``path``.
+        MolPegError: the file cannot be read as a CSV
+            (:func:`~molpeg_plugins.csv_records.read_records`); a classification label other
+            than 0/1 (the run would silently train on it); no row is usable; or rows would be
+            skipped, but another file (descriptors, atom features, splits) is aligned to the
+            rows of ``path``.
     """
-    import pandas as pd
     from chemprop.utils import make_mol
     from rdkit import RDLogger
 
-    frame = pd.read_csv(path, header=None if no_header_row else 0, dtype=str, keep_default_na=False)
-    columns = list(smiles_cols) if smiles_cols else [frame.columns[0]]
+    from molpeg_plugins.csv_records import check_column, read_records
+
+    records = read_records(path, has_header=not no_header_row)
+    # pandas (hence Chemprop) names the columns of a file without a header 0, 1, …
+    names: list[Any] = list(range(len(records.fields[0]))) if no_header_row else records.columns
+    width = 0 if no_header_row else len(names)
+    columns = list(smiles_cols) if smiles_cols else [names[0]]
+    if not no_header_row:
+        columns = [check_column(path, str(c), names, "--smiles-columns") for c in columns]
     if target_cols is None:
         skip = {*map(str, columns), *map(str, other_cols)}
-        target_cols = [c for c in frame.columns if str(c) not in skip]
-    targets = [c for c in target_cols if c in frame.columns]
-    records = _record_lines(path)
-    width = records[0][1] if records and not no_header_row else 0
-    data_records = records if no_header_row else records[1:]
-    if len(data_records) != len(frame):  # pragma: no cover - csv and pandas disagree
-        offset = 1 if no_header_row else 2
-        data_records = [(row + offset, width) for row in range(len(frame))]
+        target_cols = [c for c in names if str(c) not in skip]
+    targets = [c for c in target_cols if c in names]
+    position = {name: names.index(name) for name in [*columns, *targets]}
     bad: list[tuple[int, str]] = []
     fatal: tuple[int, str] | None = None
 
     def make(smi: str) -> Any:
         return make_mol(smi, keep_h, add_h, ignore_stereo, reorder_atoms)
 
+    def cell(fields: list[str], name: Any) -> str:
+        pos = position[name]
+        return fields[pos] if pos < len(fields) else ""  # a short row: pandas reads ""
+
     RDLogger.DisableLog("rdApp.*")
     try:
-        label_rows = (
-            list(frame[targets].itertuples(index=False, name=None))
-            if targets
-            else [()] * len(frame)
-        )
-        smiles_rows = frame[columns].itertuples(index=False, name=None)
-        for row, (values, labels) in enumerate(zip(smiles_rows, label_rows, strict=True)):
+        for row, fields in enumerate(records.fields):
             why = ""
-            if data_records[row][1] < width:
-                why = f"{data_records[row][1]} fields but the header has {width} columns"
-            for column, smi in zip(columns, values, strict=True):
-                why = why or _smiles_problem(str(smi), str(column), make)
-            for column, value in zip(targets, labels, strict=True):
+            if len(fields) < width:
+                why = f"{len(fields)} fields but the header has {width} columns"
+            for column in columns:
+                why = why or _smiles_problem(cell(fields, column), str(column), make)
+            for column in targets:
                 if not why:
-                    why, is_fatal = _label_problem(str(value), str(column), task_type, bounded)
+                    value = cell(fields, column)
+                    why, is_fatal = _label_problem(value, str(column), task_type, bounded)
                     fatal = (row, why) if is_fatal and fatal is None else fatal
             if why:
                 bad.append((row, why))
     finally:
         RDLogger.EnableLog("rdApp.*")
-    line_of = {row: data_records[row][0] for row in range(len(frame))}
+    line_of = records.lines
     if fatal is not None:
         row, why = fatal
         raise MolPegError(
@@ -535,16 +523,16 @@ def filter_invalid_smiles(
         )
     if not bad:
         return path
-    if len(bad) == len(frame):
+    if len(bad) == len(records):
         raise MolPegError(
-            f"{path}: none of the {len(frame)} rows can be trained on (row 0, line "
+            f"{path}: none of the {len(records)} rows can be trained on (row 0, line "
             f"{line_of[0]}: {bad[0][1]}); check the SMILES and target columns "
             "(-s, --target-columns)"
         )
     for row, why in bad:
         print(f"{path}: row {row} (line {line_of[row]}): {why}, skipped", file=sys.stderr)
     print(
-        f"{path}: skipped {len(bad)} of {len(frame)} rows with invalid SMILES or labels "
+        f"{path}: skipped {len(bad)} of {len(records)} rows with invalid SMILES or labels "
         "(pass --keep-invalid-smiles for Chemprop's strict behaviour)",
         file=sys.stderr,
     )
@@ -554,11 +542,9 @@ def filter_invalid_smiles(
             "descriptor/feature/splits file is aligned to the rows of this file; remove those "
             "rows from all files"
         )
-    keep = frame.drop(index=[row for row, _ in bad])
-    out = out_dir / path.name
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    keep.to_csv(tmp, index=False, header=not no_header_row)
-    os.replace(tmp, out)
+    skipped = {row for row, _ in bad}
+    out = out_dir / path.name.removesuffix(".gz")  # written uncompressed
+    records.write_subset(out, [row for row in range(len(records)) if row not in skipped])
     return out
 
 
