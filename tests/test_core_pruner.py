@@ -251,4 +251,4 @@ def test_infobatch_is_built_with_the_run_prune_ratio_unless_given_one() -> None:
     assert pruner.strategy.settings["prune_ratio"] == 0.5
     built = InfoBatch(budget="original", prune_ratio=0.2)
     assert Pruner(50, prune_ratio=0.3, strategy=built).strategy.settings["prune_ratio"] == 0.2
-    assert Pruner(50, prune_ratio=0.3, strategy="molpeg").strategy.settings == {}
+    assert "prune_ratio" not in Pruner(50, prune_ratio=0.3, strategy="molpeg").strategy.settings
