@@ -26,7 +26,7 @@ from molpeg_plugins.errors import MolPegError
 from molpeg_plugins.hookspecs import hookimpl
 from molpeg_plugins.pruner import Pruner
 from molpeg_plugins.scoring import EMAReference, masked_sample_loss
-from molpeg_plugins.training import MODEL_FILE, EpochBackend, EpochModel, load_matching_weights
+from molpeg_plugins.training import MODEL_FILE, EpochBackend, TorchEpochModel, load_matching_weights
 
 MODEL_KIND = "molpeg-torch-mlp"
 
@@ -111,7 +111,7 @@ def batches(order: torch.Tensor, batch_size: int, progress: Any) -> Iterator[tor
             advance(1)
 
 
-class FingerprintMLPModel(EpochModel):
+class FingerprintMLPModel(TorchEpochModel):
     """A :class:`FingerprintMLP` for one job: features, optimizer and EMA reference.
 
     Args:
@@ -127,11 +127,11 @@ class FingerprintMLPModel(EpochModel):
         self.x = features.to(device)
         self.y = torch.as_tensor(job.targets, dtype=torch.float32, device=device)
         self.train_rows = torch.as_tensor(job.train_idx, dtype=torch.long, device=device)
-        self.model = FingerprintMLP(self.x.shape[1], self.y.shape[1])
+        self.net = FingerprintMLP(self.x.shape[1], self.y.shape[1])
         if job.pretrained is not None:
-            _load_pretrained(self.model, job)
-        self.model.to(device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=job.learning_rate or 1e-3)
+            _load_pretrained(self.net, job)
+        self.net.to(device)
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=job.learning_rate or 1e-3)
         self.head_only = job.config.reference == "head"
         self.reference = (
             EMAReference(
@@ -142,11 +142,11 @@ class FingerprintMLPModel(EpochModel):
         )
 
     def _reference_source(self) -> nn.Module:
-        return self.model.head if self.head_only else self.model
+        return self.net.head if self.head_only else self.net
 
     def train_epoch(self, pruner: Pruner, epoch: int) -> float:
         """One pass over the pruner's selection in batches; the mean training loss."""
-        job, model, reference = self.job, self.model, self.reference
+        job, model, reference = self.job, self.net, self.reference
         model.train()
         order = torch.as_tensor(list(pruner.sampler), dtype=torch.long, device=self.device)
         total, count = 0.0, 0
@@ -184,37 +184,14 @@ class FingerprintMLPModel(EpochModel):
     @torch.no_grad()
     def predict(self, rows: np.ndarray) -> np.ndarray:
         """Probabilities (classification) or values of the molecules ``rows``."""
-        was_training = self.model.training
-        self.model.eval()
+        was_training = self.net.training
+        self.net.eval()
         index = torch.as_tensor(rows, dtype=torch.long, device=self.device)
-        out = self.model(self.x[index]).float()
-        self.model.train(was_training)
+        out = self.net(self.x[index]).float()
+        self.net.train(was_training)
         if self.job.task == "classification":
             out = out.sigmoid()
         return out.cpu().numpy()
-
-    def weights(self) -> dict[str, Any]:
-        """A detached copy of the MLP's weights."""
-        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-
-    def load_weights(self, weights: dict[str, Any]) -> None:
-        """Load weights :meth:`weights` returned."""
-        self.model.load_state_dict(weights)
-
-    def state_dict(self) -> dict[str, Any]:
-        """MLP, optimizer and EMA reference."""
-        return {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "reference": None if self.reference is None else self.reference.state_dict(),
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned."""
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.reference is not None:
-            self.reference.load_state_dict(state["reference"])
 
     def save(self, path: Path) -> None:
         """Write the ``model.pt`` that ``--pretrained`` fine-tunes from."""
@@ -222,10 +199,10 @@ class FingerprintMLPModel(EpochModel):
             path,
             {
                 "kind": MODEL_KIND,
-                "hparams": self.model.hparams,
+                "hparams": self.net.hparams,
                 "task": self.job.task,
                 "target_names": list(self.job.target_names),
-                "state_dict": {k: v.cpu() for k, v in self.model.state_dict().items()},
+                "state_dict": {k: v.cpu() for k, v in self.net.state_dict().items()},
             },
         )
 
