@@ -11,7 +11,6 @@ one epoch of training, predictions and the ``model.pt`` file.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +19,14 @@ import torch
 from torch import nn
 
 from molpeg_plugins.atomic import torch_save
-from molpeg_plugins.backend import BATCH_PROGRESS, Backend, FitJob
+from molpeg_plugins.backend import Backend, FitJob
 from molpeg_plugins.checkpoints import safe_load
 from molpeg_plugins.errors import MolPegError
 from molpeg_plugins.hookspecs import hookimpl
 from molpeg_plugins.pruner import Pruner
 from molpeg_plugins.scoring import EMAReference, masked_sample_loss
-from molpeg_plugins.training import MODEL_FILE, EpochBackend, TorchEpochModel, load_matching_weights
+from molpeg_plugins.torch_training import TorchEpochModel, batches, unreduced_loss
+from molpeg_plugins.training import MODEL_FILE, EpochBackend, load_matching_weights
 
 MODEL_KIND = "molpeg-torch-mlp"
 
@@ -93,22 +93,6 @@ class FingerprintMLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (classification) or values (regression), ``(batch, num_tasks)``."""
         return self.head(self.encoder(x))
-
-
-def unreduced_loss(task: str, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """``(batch, tasks)`` loss: BCE-with-logits or squared error; missing labels give 0."""
-    filled = torch.nan_to_num(target, nan=0.0)
-    if task == "classification":
-        return nn.functional.binary_cross_entropy_with_logits(output, filled, reduction="none")
-    return (output - filled) ** 2
-
-
-def batches(order: torch.Tensor, batch_size: int, progress: Any) -> Iterator[torch.Tensor]:
-    """The epoch's ``order`` in batches, each reported to ``progress`` once it is trained."""
-    with progress(BATCH_PROGRESS, total=-(-order.numel() // batch_size)) as advance:
-        for start in range(0, order.numel(), batch_size):
-            yield order[start : start + batch_size]
-            advance(1)
 
 
 class FingerprintMLPModel(TorchEpochModel):
@@ -181,17 +165,9 @@ class FingerprintMLPModel(TorchEpochModel):
             count += idx.numel()
         return total / max(count, 1)
 
-    @torch.no_grad()
-    def predict(self, rows: np.ndarray) -> np.ndarray:
-        """Probabilities (classification) or values of the molecules ``rows``."""
-        was_training = self.net.training
-        self.net.eval()
-        index = torch.as_tensor(rows, dtype=torch.long, device=self.device)
-        out = self.net(self.x[index]).float()
-        self.net.train(was_training)
-        if self.job.task == "classification":
-            out = out.sigmoid()
-        return out.cpu().numpy()
+    def inputs(self, rows: np.ndarray) -> torch.Tensor:
+        """The fingerprints of the molecules ``rows``."""
+        return self.x[torch.as_tensor(rows, dtype=torch.long, device=self.device)]
 
     def save(self, path: Path) -> None:
         """Write the ``model.pt`` that ``--pretrained`` fine-tunes from."""

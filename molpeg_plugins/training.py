@@ -273,49 +273,6 @@ class EpochModel(ABC):
         """Release what the model holds outside Python objects (default: nothing)."""
 
 
-class TorchEpochModel(EpochModel):
-    """An :class:`EpochModel` of a ``torch.nn.Module``: only training and predicting are left.
-
-    A subclass sets, in its ``__init__``, ``net`` (the module), ``optimizer`` and, if its
-    strategy needs one, ``reference`` (an :class:`~molpeg_plugins.scoring.EMAReference`), and
-    implements :meth:`train_epoch` and :meth:`predict`; the weights, the resume state and
-    the model file (``{"state_dict": …}``) come from these three attributes.
-    """
-
-    net: Any
-    optimizer: Any
-    reference: Any = None
-
-    def weights(self) -> dict[str, Any]:
-        """A detached copy of ``net``'s weights."""
-        return {k: v.detach().clone() for k, v in self.net.state_dict().items()}
-
-    def load_weights(self, weights: dict[str, Any]) -> None:
-        """Load weights :meth:`weights` returned into ``net``."""
-        self.net.load_state_dict(weights)
-
-    def state_dict(self) -> dict[str, Any]:
-        """``net``, ``optimizer`` and ``reference``."""
-        return {
-            "model": self.net.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "reference": None if self.reference is None else self.reference.state_dict(),
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned."""
-        self.net.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.reference is not None:
-            self.reference.load_state_dict(state["reference"])
-
-    def save(self, path: Path) -> None:
-        """Write ``{"state_dict": net's weights on the CPU}`` to ``path``."""
-        from molpeg_plugins.atomic import torch_save
-
-        torch_save(path, {"state_dict": {k: v.cpu() for k, v in self.net.state_dict().items()}})
-
-
 @dataclass
 class _Best:
     epoch: int = -1
