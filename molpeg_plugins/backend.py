@@ -153,8 +153,9 @@ class FitResult:
         metric_name: the model-selection metric (``"roc_auc"`` or ``"rmse"``).
         best_epoch: epoch of the best validation metric (the reported model).
         val_metrics, test_metrics: metrics of that model on validation and test molecules.
-        history: one dict per epoch: ``epoch``, ``num_kept``, ``train_loss``, the
-            validation metric and score statistics.
+        history: one row per epoch (:meth:`~molpeg_plugins.training.EpochRecord.as_row`):
+            ``epoch``, ``num_kept``, ``train_loss``, the validation metrics (``val_*``) and the
+            score statistics (``score_*``).
         pruner_state: :meth:`Pruner.state_dict` at the end of training.
         final_kept: sorted pruner dataset indices (into ``train_idx``) of the final keep set.
         model_path: the trained model file.
@@ -238,9 +239,11 @@ class Backend(ABC):
     """A framework that ``molpeg prune`` can train with.
 
     Subclasses set ``name``, ``description`` and ``requires`` (the distributions that must
-    be importable) and implement :meth:`fit`. They are made known through the
+    be importable) and implement :meth:`fit`, usually by deriving from
+    :class:`~molpeg_plugins.training.EpochBackend`, whose training driver implements it around
+    the backend's :class:`~molpeg_plugins.training.EpochModel`. They are made known through the
     ``molpeg_register_backends`` hook and must import their framework lazily, inside
-    :meth:`fit`, so that listing backends never fails.
+    :meth:`fit` (or ``build``), so that listing backends never fails.
     """
 
     name: ClassVar[str]

@@ -8,16 +8,18 @@ default D-MPNN (bond message passing, mean aggregation). Training is a Lightning
 :class:`~molpeg_chemprop.callback.MolPegCallback`; the reported model is the epoch with the
 best validation ROC-AUC (classification) or RMSE (regression).
 
-Resume: Lightning writes ``checkpoints/last.ckpt`` (atomically) after every epoch; it holds
-the model, optimizer, LR schedule, loop counters, the pruner, the EMA reference, the RNG
-states and the history. ``job.resume`` continues from it and reproduces the uninterrupted
-run.
+Lightning runs the epoch loop, so this backend uses the training driver's parts
+(:mod:`molpeg_plugins.training`) without its loop: the resume fingerprint, the
+:class:`~molpeg_plugins.training.EpochRecord` history and the ``FitResult``; Lightning's
+``ModelCheckpoint`` picks the best epoch. Resume: Lightning writes ``checkpoints/last.ckpt``
+(atomically) after every epoch; it holds the model, optimizer, LR schedule, loop counters, the
+pruner, the EMA reference, the RNG states and the history. ``job.resume`` continues from it
+and reproduces the uninterrupted run.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import logging
 import signal
@@ -30,7 +32,7 @@ import numpy as np
 
 from molpeg_plugins.atomic import write_bytes
 from molpeg_plugins.backend import Backend, FitJob, FitResult, evaluate
-from molpeg_plugins.errors import ConfigError
+from molpeg_plugins.training import ensure_same_run, fit_result, run_fingerprint
 
 BUNDLED_ENCODER = Path(__file__).parent / "data" / "admet_ai_regression_model_0.pt"
 """ADMET-AI's Chemprop model of 10 ADMET regression tasks (MIT; see ``data/SOURCES.md``)."""
@@ -101,21 +103,6 @@ def _interrupts_raised(trainer: Any) -> Iterator[None]:
                 signal.signal(signal.SIGINT, handler)
 
 
-def job_fingerprint(job: FitJob) -> str:
-    """What a resume checkpoint must match: data, split, task and training options."""
-    h = hashlib.sha256()
-    for part in (
-        "\n".join(job.smiles),
-        np.asarray(job.train_idx).tobytes(),
-        np.asarray(job.val_idx).tobytes(),
-        np.nan_to_num(np.asarray(job.targets, dtype=float), nan=-999.0).tobytes(),
-        f"{job.task}|{job.epochs}|{job.batch_size}|{job.learning_rate}|{job.seed}|"
-        f"{job.pretrained}|{sorted(job.config.to_dict().items())}",
-    ):
-        h.update(part.encode() if isinstance(part, str) else part)
-    return h.hexdigest()
-
-
 class ChempropBackend(Backend):
     """Fine-tune a Chemprop v2 MPNN with pruning inside Chemprop's Lightning loop."""
 
@@ -152,7 +139,6 @@ class ChempropBackend(Backend):
         work = Path(job.work_dir)
         work.mkdir(parents=True, exist_ok=True)
         classification = job.task == "classification"
-        metric = "roc_auc" if classification else "rmse"
         monitor = "val/roc" if classification else "val/rmse"
 
         pl.seed_everything(job.seed, workers=True, verbose=False)
@@ -160,7 +146,7 @@ class ChempropBackend(Backend):
         model = self._model(job, train, scaler)
         loaders = self._loaders(job, train, val, test)
 
-        fingerprint = job_fingerprint(job)
+        fingerprint = run_fingerprint(job, self.name)
         pruning = MolPegCallback(job.config, plugin_manager=pm)
         reporter = HistoryCallback(pruning, pm, fingerprint)
         ckpt_dir = work / CHECKPOINT_DIR
@@ -206,12 +192,7 @@ class ChempropBackend(Backend):
         if job.resume and last.is_file():
             saved = load_resume_state(last, plugin_manager=pm)
             state = saved.get("callbacks", {}).get(HistoryCallback.KEY, {})
-            if state.get("fingerprint") != fingerprint:
-                raise ConfigError(
-                    f"{last}: cannot resume: the data, split or training options differ from "
-                    "the interrupted run; rerun with --overwrite instead of --resume to start "
-                    "over"
-                )
+            ensure_same_run(last, state.get("fingerprint"), fingerprint)
             ckpt_path = last
         train_loader, val_loader, test_loader = loaders
         with _lightning_quiet(job.quiet), _interrupts_raised(trainer):
@@ -241,17 +222,15 @@ class ChempropBackend(Backend):
         write_bytes(model_path, buffer.getvalue())
         pruner = pruning.pruner
         assert pruner is not None
-        final_kept = pruner.final_selection().cpu().numpy()
         if not job.keep_resume_state:
             last.unlink(missing_ok=True)
-        return FitResult(
-            metric_name=metric,
+        return fit_result(
+            job,
+            pruner,
+            reporter.records,
             best_epoch=best_epoch,
             val_metrics=val_metrics,
             test_metrics=test_metrics,
-            history=list(reporter.history),
-            pruner_state=pruner.state_dict(),
-            final_kept=np.sort(final_kept),
             model_path=model_path,
             versions={
                 "chemprop": chemprop.__version__,

@@ -11,6 +11,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from molpeg_plugins.atomic import torch_save
 from molpeg_plugins.backend import BATCH_PROGRESS
+from molpeg_plugins.training import EpochRecord
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -59,17 +60,18 @@ class BatchProgress(pl.Callback):
 
 
 class HistoryCallback(pl.Callback):
-    """Per-epoch history rows and ``molpeg_validation_end`` events for ``molpeg prune``.
+    """Per-epoch history records and ``molpeg_validation_end`` events for ``molpeg prune``.
 
-    Each row holds ``epoch``, ``num_kept``, ``train_loss``, the validation metrics
-    (``val_roc_auc`` / ``val_rmse``, ``val_loss``) and the epoch's score statistics. The
-    history and the job's fingerprint travel in Lightning checkpoints, so a resumed run
-    reports the whole history and refuses a checkpoint of a different job.
+    One :class:`~molpeg_plugins.training.EpochRecord` per epoch: the kept count, the mean
+    training loss, the validation metrics (``val_roc_auc`` / ``val_rmse``, ``val_loss``) and
+    the epoch's score statistics. The history and the job's fingerprint travel in Lightning
+    checkpoints, so a resumed run reports the whole history and refuses a checkpoint of a
+    different job.
 
     Args:
         pruning: the run's :class:`~molpeg_chemprop.callback.MolPegCallback`.
         plugin_manager: where ``molpeg_validation_end`` is sent.
-        fingerprint: identity of the job (see :func:`molpeg_chemprop.backend.job_fingerprint`).
+        fingerprint: identity of the job (see :func:`molpeg_plugins.training.run_fingerprint`).
     """
 
     KEY = "MolPegHistory"
@@ -78,56 +80,45 @@ class HistoryCallback(pl.Callback):
         self.pruning = pruning
         self.pm = plugin_manager
         self.fingerprint = fingerprint
-        self.history: list[dict[str, float]] = []
+        self.records: list[EpochRecord] = []
+        self._validation: dict[str, float] = {}
 
     @property
     def state_key(self) -> str:
         """Key of this callback's state in Lightning checkpoints."""
         return self.KEY
 
-    def _row(self, epoch: int) -> dict[str, float]:
-        for row in self.history:
-            if int(row["epoch"]) == epoch:
-                return row
-        row = {"epoch": float(epoch)}
-        self.history.append(row)
-        return row
+    @property
+    def history(self) -> list[dict[str, float]]:
+        """The records as history rows (see :meth:`EpochRecord.as_row`)."""
+        return [record.as_row() for record in self.records]
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Record the validation metrics and score statistics; notify observers."""
+        """Keep the epoch's validation metrics for its record; notify observers."""
         if trainer.sanity_checking:
             return
-        epoch = int(trainer.current_epoch)
         metrics = {}
         for name, value in trainer.callback_metrics.items():
             if name.startswith("val/"):
                 name = "val_" + name[4:].replace("roc", "roc_auc")
             if name.startswith("val_"):
                 metrics[name] = float(value)
-        self.pm.hook.molpeg_validation_end(epoch=epoch, metrics=metrics)
-        row = self._row(epoch)
-        pruner = self.pruning.pruner
-        scores = pruner.history[-1] if pruner is not None and pruner.history else {}
-        row["num_kept"] = float(scores.get("num_kept", math.nan))
-        row.update(metrics)
-        row.update({k: float(v) for k, v in scores.items() if k.startswith("score_")})
+        self.pm.hook.molpeg_validation_end(epoch=int(trainer.current_epoch), metrics=metrics)
+        self._validation = metrics
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Add the epoch's mean training loss (and its kept count, if no validation ran)."""
-        row = self._row(int(trainer.current_epoch))
+        """Record the epoch: kept count, mean training loss, validation, score statistics."""
         loss = trainer.callback_metrics.get("train_loss_epoch")
-        if loss is not None:
-            row["train_loss"] = float(loss)
         pruner = self.pruning.pruner
-        if "num_kept" not in row and pruner is not None and pruner.history:
-            scores = pruner.history[-1]
-            row["num_kept"] = float(scores.get("num_kept", math.nan))
-            row.update({k: float(v) for k, v in scores.items() if k.startswith("score_")})
+        assert pruner is not None and pruner.history, "the pruner has not ended an epoch"
+        train_loss = math.nan if loss is None else float(loss)
+        self.records.append(EpochRecord.after_epoch(pruner, train_loss, self._validation))
+        self._validation = {}
 
     def state_dict(self) -> dict[str, Any]:
         """History and job fingerprint (saved in Lightning checkpoints)."""
-        return {"history": [dict(r) for r in self.history], "fingerprint": self.fingerprint}
+        return {"history": self.history, "fingerprint": self.fingerprint}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore the history of the interrupted run."""
-        self.history = [dict(r) for r in state_dict["history"]]
+        self.records = [EpochRecord.from_row(row) for row in state_dict["history"]]

@@ -57,6 +57,8 @@ class MolPegDeepChem:
             see :func:`molpeg_plugins.scoring.parameter_filter`); default all.
         reference_train_mode: run the reference with dropout on (the public code's choice).
         plugin_manager: where strategies and observers are looked up (default: global).
+        pruner: the :class:`~molpeg_plugins.Pruner` to use (the ``deepchem`` backend's
+            training driver makes it); by default one is made from ``config`` and ``overrides``.
         **overrides: :class:`~molpeg_plugins.PruneConfig` fields.
     """
 
@@ -70,6 +72,7 @@ class MolPegDeepChem:
         reference_parameters: Any = None,
         reference_train_mode: bool = False,
         plugin_manager: Any = None,
+        pruner: Pruner | None = None,
         **overrides: Any,
     ) -> None:
         if not isinstance(model, dc.models.TorchModel):
@@ -77,8 +80,8 @@ class MolPegDeepChem:
                 f"MolPegDeepChem needs a DeepChem TorchModel, got {type(model).__name__}"
             )
         self.model = model
-        self.pm = plugin_manager or get_plugin_manager()
-        self.pruner = Pruner(
+        self.pm = plugin_manager or (pruner.pm if pruner is not None else get_plugin_manager())
+        self.pruner = pruner or Pruner(
             len(dataset),
             config,
             total_epochs=epochs,
