@@ -128,6 +128,15 @@ VARIANTS = {
         for share in ("0.2", "0.5")
         for pick in ("", "random")
     },
+    "molpeg+head+hard0.5": (
+        "molpeg",
+        ["--prune-reference", "head"]
+        + [
+            arg
+            for option in ("explore=0.5", "explore_from=loss")
+            for arg in ("--prune-strategy-option", option)
+        ],
+    ),
     "molpeg+head+calibrated": (
         "molpeg",
         ["--prune-reference", "head"]
@@ -201,11 +210,13 @@ def grid(tier: str, foundation: Path) -> list[Run]:
         # 3 seeds; 90% first). Faithful MolPeg, InfoBatch and soft random at 90% and full data
         # are in the `investigate` tier, the head reference at 40-80% in `reference`.
         hiv = Dataset(**{**HIV.__dict__, "name": "HIV-10k", "subsample": 10_000})
-        explore = ["molpeg+head+calibrated", "molpeg+head+explore0.2random", "molpeg+head"]
+        random_ = ["molpeg+head+explore0.2random", "molpeg+head+calibrated"]
         plan = [
-            (0.9, explore),
-            (0.8, ["molpeg+head+calibrated", "infobatch"]),
-            (0.6, ["molpeg+head+calibrated"]),
+            (0.9, ["molpeg+head", "molpeg+head+hard0.5"]),
+            (0.8, ["molpeg+head+hard0.5", "infobatch"]),
+            (0.6, ["molpeg+head+hard0.5"]),
+            (0.9, random_),
+            (0.8, random_),
             (0.9, ["molpeg+head+explore0.2", "el2n"]),
             (0.8, ["el2n", "soft-random"]),
         ]

@@ -185,3 +185,16 @@ def test_calibration_maps_stale_scores_through_the_line_fitted_on_the_explorers(
     stale = book.last_epoch == 0
     assert torch.allclose(calibrated[stale], 0.1 + 0.3 * book.score[stale])
     assert torch.equal(calibrated[~stale], book.score[~stale])
+
+
+def test_loss_exploration_takes_the_highest_online_losses_outside_the_top_k() -> None:
+    n, k = 20, 4
+    strategy = make_plugin_manager(entry_points=False).create_strategy(
+        "molpeg", explore=0.5, explore_from="loss"
+    )
+    book = ScoreBook(n)
+    book.score = torch.arange(n, 0, -1).float()  # 0 and 1 have the top scores
+    book.online_loss = torch.zeros(n)
+    book.online_loss[[2, 13, 17]] = torch.tensor([9.0, 5.0, 7.0])  # 2 is inside the top-k
+    kept = strategy.select(book, k, epoch=3, generator=_gen())
+    assert sorted(kept.indices.tolist()) == [0, 1, 13, 17]

@@ -35,7 +35,8 @@ class MolPeg(Strategy):
             (default) is the paper's rule, the plain top-k.
         explore_from: which of the samples outside the top-k: ``"stalest"`` (default:
             those whose score is oldest, ties at random, so every sample is revisited in
-            turn) or ``"random"`` (uniformly at random).
+            turn), ``"random"`` (uniformly at random) or ``"loss"`` (the highest last online
+            loss: the molecules the model still gets most wrong, as InfoBatch keeps them).
         calibrate: rank every stale score by the fresh score it predicts (needs
             ``explore_from="random"``). The random explorers are a random sample of the
             pruned-out molecules whose score is refreshed by training; a least-squares line
@@ -48,7 +49,7 @@ class MolPeg(Strategy):
     description = "Keep the largest |loss(online) − loss(EMA reference)| (MolPeg, NeurIPS 2024)."
     needs_reference = True
     options = {"explore": 0.0, "explore_from": "stalest", "calibrate": False}
-    EXPLORE_FROM = ("stalest", "random")
+    EXPLORE_FROM = ("stalest", "random", "loss")
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -101,6 +102,9 @@ class MolPeg(Strategy):
         if self.settings["explore_from"] == "random":
             picked = outside[random_k(outside.numel(), m, generator, book.device)]
             self._probes, self._probe_scores = picked, book.score[picked].clone()
+        elif self.settings["explore_from"] == "loss":  # hardest first, ties at random
+            loss = torch.nan_to_num(book.online_loss[outside], nan=float("-inf"))
+            picked = outside[top_k(loss, m, generator)]
         else:  # stalest: oldest score first, ties at random
             shuffled = outside[torch.randperm(outside.numel(), generator=generator).to(book.device)]
             order = torch.argsort(book.last_epoch[shuffled], stable=True)
