@@ -131,6 +131,9 @@ class EpochRecord:
         train_loss: mean training loss of the epoch.
         validation: validation metrics, named ``val_<metric>`` (none without validation).
         scores: the pruner's score statistics after the epoch, named ``score_<statistic>``.
+        selection: how the epoch's keep set was chosen, for pruned epochs: the staleness
+            statistics (``visited_since_warmup``, ``keep_turnover``) and the strategy's own
+            (e.g. MolPeg's ``explore_rank_corr``).
     """
 
     epoch: int
@@ -138,6 +141,7 @@ class EpochRecord:
     train_loss: float
     validation: dict[str, float] = field(default_factory=dict)
     scores: dict[str, float] = field(default_factory=dict)
+    selection: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def after_epoch(
@@ -151,16 +155,19 @@ class EpochRecord:
             train_loss=train_loss,
             validation=dict(validation),
             scores={k: float(v) for k, v in stats.items() if k.startswith("score_")},
+            selection={k: float(v) for k, v in stats.items() if _is_selection_stat(k)},
         )
 
     def as_row(self) -> dict[str, float]:
-        """The history row: ``epoch``, ``num_kept``, ``train_loss``, ``val_*``, ``score_*``."""
+        """The history row: ``epoch``, ``num_kept``, ``train_loss``, ``val_*``, ``score_*``,
+        then the selection statistics."""
         return {
             "epoch": float(self.epoch),
             "num_kept": float(self.num_kept),
             "train_loss": self.train_loss,
             **self.validation,
             **self.scores,
+            **self.selection,
         }
 
     @classmethod
@@ -172,7 +179,16 @@ class EpochRecord:
             train_loss=row["train_loss"],
             validation={k: v for k, v in row.items() if k.startswith("val_")},
             scores={k: v for k, v in row.items() if k.startswith("score_")},
+            selection={k: v for k, v in row.items() if _is_selection_stat(k)},
         )
+
+
+_NOT_SELECTION = frozenset({"epoch", "num_kept", "num_scored", "train_loss"})
+
+
+def _is_selection_stat(key: str) -> bool:
+    """Whether a pruner history key is a selection statistic (see ``EpochRecord``)."""
+    return key not in _NOT_SELECTION and not key.startswith(("score_", "val_"))
 
 
 def fit_result(

@@ -198,3 +198,25 @@ def test_loss_exploration_takes_the_highest_online_losses_outside_the_top_k() ->
     book.online_loss[[2, 13, 17]] = torch.tensor([9.0, 5.0, 7.0])  # 2 is inside the top-k
     kept = strategy.select(book, k, epoch=3, generator=_gen())
     assert sorted(kept.indices.tolist()) == [0, 1, 13, 17]
+
+
+def test_a_real_run_reports_the_staleness_and_exploration_statistics(tmp_path) -> None:
+    """`molpeg prune` (torch backend, bundled BBBP): report.json's pruned epochs carry them."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from molpeg_plugins.cli import app
+
+    out = tmp_path / "run"
+    args = ["prune", "--backend", "torch", "--epochs", "3", "--prune-ratio", "0.8", "-o", str(out)]
+    args += ["--strategy-option", "explore=0.2", "--strategy-option", "explore_from=random"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["parameters"]["strategy_options"] == {"explore": 0.2, "explore_from": "random"}
+    warmup, first, second = report["epochs"]
+    assert "keep_turnover" not in warmup  # the warm-up epoch trains on everything
+    for key in ("score_age_mean", "score_age_max", "visited_since_warmup", "keep_turnover"):
+        assert min(first[key], second[key]) >= 0.0
+    assert -1.0 <= second["explore_rank_corr"] <= 1.0 and second["explore_score_drift"] > 0
