@@ -94,7 +94,7 @@ def _table(frame: pd.DataFrame, dataset: str, paper: bool) -> str:
             if best[r] == method:
                 cell = f"**{cell}**"
             if row["count"] < seeds:
-                cell += f" ({int(row['count'])} seeds)"
+                cell += f" ({int(row['count'])} seed{'s' if row['count'] > 1 else ''})"
             cells.append(cell)
         lines.append(f"| {method} (ours) | " + " | ".join(cells) + " |")
         if paper and method in PAPER_HIV:
@@ -252,7 +252,7 @@ def _high_ratio_section() -> list[str]:
     if not frames or not (RESULTS / "staleness.csv").exists():
         return []
     frame = pd.concat(frames, ignore_index=True)
-    frame = frame[(frame.dataset == "HIV-10k") & (frame.epochs == 10)]
+    frame = frame[frame.dataset.isin(["HIV-10k", "Lipophilicity"]) & (frame.epochs == 10)]
     frame = frame[frame.ratio.isin([0.0, 0.6, 0.8, 0.9])]
     keep = frame.method.isin(HIGH_RATIO_METHODS) | frame.method.str.startswith("molpeg+head")
     frame = frame[keep]
@@ -276,6 +276,13 @@ def _high_ratio_section() -> list[str]:
         _table(frame, "HIV-10k", paper=False),
         "",
     ]
+    if (frame.dataset == "Lipophilicity").any():
+        parts += [
+            "### Lipophilicity (test RMSE at the best-validation epoch, lower is better)",
+            "",
+            _table(frame, "Lipophilicity", paper=False),
+            "",
+        ]
     for name in _plots(frame, "high_ratio"):
         parts += [f"![{name}](img/{name})", ""]
     return parts

@@ -215,6 +215,17 @@ def grid(tier: str, foundation: Path) -> list[Run]:
             (0.9, ["molpeg+head", "molpeg+head+hard0.5"]),
             (0.8, ["molpeg+head+hard0.5", "infobatch"]),
             (0.6, ["molpeg+head+hard0.5"]),
+        ]
+        for ratio, methods in plan:
+            runs += [Run(hiv, m, ratio, s, 10, foundation) for s in (0, 1, 2) for m in methods]
+        # Lipophilicity (regression), where InfoBatch led at 80/90% in the paper tier
+        runs += [
+            Run(LIPO, m, r, s, 10, foundation)
+            for r in (0.9, 0.8)
+            for s in (0, 1, 2)
+            for m in ("molpeg+head", "molpeg+head+hard0.5", "infobatch")
+        ]
+        plan = [
             (0.9, random_),
             (0.8, random_),
             (0.9, ["molpeg+head+explore0.2", "el2n"]),
