@@ -10,17 +10,17 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from molpeg_plugins.config import PruneConfig
 from molpeg_plugins.errors import MolPegError
+from molpeg_plugins.strategies.base import TaskType
 
 if TYPE_CHECKING:
     from molpeg_plugins.data import MoleculeTable
 
-TaskType = Literal["classification", "regression"]
 
 Advance = Callable[[int], None]
 """Report that ``n`` more items of a progress task are done."""

@@ -30,8 +30,8 @@ from molpeg_plugins.csv_records import read_records as read_records
 from molpeg_plugins.csv_records import read_text as read_text
 from molpeg_plugins.errors import ConfigError
 from molpeg_plugins.errors import DataError as DataError
+from molpeg_plugins.strategies.base import TaskType
 
-TaskType = str
 BUNDLED_DATASET = Path(__file__).parent / "data" / "bbbp.csv"
 """The dataset ``molpeg prune`` uses when no file is given: BBBP (2,050 molecules)."""
 

@@ -176,15 +176,14 @@ def plot_fits(
     path: str | Path, rows: Sequence[dict[str, Any]], fits: Sequence[PowerLawFit], ylabel: str
 ) -> None:
     """Log-log plot of the points (mean ± sd over seeds) and the fitted lines, atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib as mpl
+    from matplotlib.figure import Figure
 
     from molpeg_plugins.atomic import atomic_path
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig = Figure(figsize=(6.4, 4.4))
+    ax = fig.subplots()
+    colours = mpl.rcParams["axes.prop_cycle"].by_key()["color"]
     for k, fit in enumerate(fits):
         colour = colours[k % len(colours)]
         pts = [(r["fraction"], r["metric"]) for r in rows if str(r["strategy"]) == fit.strategy]
@@ -209,7 +208,6 @@ def plot_fits(
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
 
 
 def write_fits_csv(path: str | Path, fits: Sequence[PowerLawFit]) -> None:

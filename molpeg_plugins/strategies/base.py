@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, get_args
 
 import torch
 
@@ -14,7 +14,10 @@ from molpeg_plugins.errors import ConfigError
 if TYPE_CHECKING:
     from molpeg_plugins.scorebook import ScoreBook
 
-TASKS = frozenset({"classification", "regression"})
+TaskType = Literal["classification", "regression"]
+"""A learning task: binary (multi-task) classification or regression."""
+
+TASKS: frozenset[str] = frozenset(get_args(TaskType))
 """The task types a strategy can declare in :attr:`Strategy.tasks`."""
 
 
@@ -125,11 +128,14 @@ class Strategy(ABC):
             raise ConfigError(f"unknown task type {task!r}: use one of {', '.join(sorted(TASKS))}")
         if task not in cls.tasks:
             applies = " and ".join(sorted(cls.tasks))
+            why = (
+                ": it ranks class probabilities, which a regression model does not produce"
+                if task == "regression"
+                else ""
+            )
             raise ConfigError(
-                f"strategy {cls.name!r} applies to {applies} data only, not {task}: it ranks "
-                "class probabilities, which a regression model does not produce; for "
-                "regression pick a strategy whose tasks include regression in "
-                "`molpeg strategies` (e.g. el2n, grand, herding, kmeans, molpeg, infobatch)"
+                f"strategy {cls.name!r} applies to {applies} data only, not {task}{why}; pick "
+                f"one whose tasks include {task} in `molpeg strategies`"
             )
 
     def score(self, online_loss: torch.Tensor, reference_loss: torch.Tensor | None) -> torch.Tensor:
@@ -175,6 +181,30 @@ class Strategy(ABC):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
+
+
+StrategyClass = TypeVar("StrategyClass", bound=type[Strategy])
+
+
+class StrategyList(list[type[Strategy]]):
+    """The strategies a plugin module registers, collected by decorating each class.
+
+    Example::
+
+        STRATEGIES = StrategyList()
+
+        @STRATEGIES.register
+        class MyStrategy(Strategy): ...
+
+        @hookimpl
+        def molpeg_register_strategies():
+            return list(STRATEGIES)
+    """
+
+    def register(self, cls: StrategyClass) -> StrategyClass:
+        """Class decorator: add ``cls`` to this list and return it unchanged."""
+        self.append(cls)
+        return cls
 
 
 def _convert(key: str, text: str, default: Any) -> Any:

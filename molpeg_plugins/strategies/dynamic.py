@@ -9,12 +9,23 @@ import torch
 
 from molpeg_plugins.errors import ConfigError
 from molpeg_plugins.hookspecs import hookimpl
-from molpeg_plugins.strategies.base import Selection, Strategy, random_k, spearman, top_k
+from molpeg_plugins.strategies.base import (
+    Selection,
+    Strategy,
+    StrategyList,
+    random_k,
+    spearman,
+    top_k,
+)
 
 if TYPE_CHECKING:
     from molpeg_plugins.scorebook import ScoreBook
 
+STRATEGIES = StrategyList()
+"""The built-in dynamic strategies, in registration order."""
 
+
+@STRATEGIES.register
 class MolPeg(Strategy):
     """MolPeg: keep the samples whose loss differs most between online and EMA reference.
 
@@ -167,6 +178,7 @@ class MolPeg(Strategy):
         self._probe_scores = None if scores is None else scores.to(self.device)
 
 
+@STRATEGIES.register
 class SoftRandom(Strategy):
     """Soft random: a fresh uniform random subset every epoch."""
 
@@ -180,6 +192,7 @@ class SoftRandom(Strategy):
         return Selection(random_k(book.num_samples, num_keep, generator, book.device))
 
 
+@STRATEGIES.register
 class InfoBatch(Strategy):
     """InfoBatch (ICLR 2024): randomly drop well-learned samples and rescale the rest.
 
@@ -242,6 +255,7 @@ class InfoBatch(Strategy):
         return Selection(indices, weights)
 
 
+@STRATEGIES.register
 class UCB(Strategy):
     """Upper-confidence-bound bandit on the running mean loss.
 
@@ -274,6 +288,7 @@ class UCB(Strategy):
         return Selection(top_k(value, num_keep, generator))
 
 
+@STRATEGIES.register
 class EpsilonGreedy(Strategy):
     """ε-greedy bandit: mostly the highest running mean losses, a fraction ε at random.
 
@@ -310,4 +325,4 @@ class EpsilonGreedy(Strategy):
 @hookimpl
 def molpeg_register_strategies() -> list[type[Strategy]]:
     """Register the built-in dynamic strategies."""
-    return [MolPeg, SoftRandom, InfoBatch, UCB, EpsilonGreedy]
+    return list(STRATEGIES)

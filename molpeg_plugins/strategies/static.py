@@ -29,13 +29,16 @@ import torch
 
 from molpeg_plugins.errors import ConfigError
 from molpeg_plugins.hookspecs import hookimpl
-from molpeg_plugins.strategies.base import Selection, Strategy, random_k, top_k
+from molpeg_plugins.strategies.base import Selection, Strategy, StrategyList, random_k, top_k
 
 if TYPE_CHECKING:
     from molpeg_plugins.scorebook import ScoreBook
 
 _CLASSIFICATION = frozenset({"classification"})
 _EPS = 1e-12
+
+STRATEGIES = StrategyList()
+"""The built-in static strategies, in registration order."""
 
 
 # --------------------------------------------------------------------------- helpers
@@ -201,6 +204,7 @@ class StaticStrategy(Strategy):
 # --------------------------------------------------------------------------- strategies
 
 
+@STRATEGIES.register
 class HardRandom(Strategy):
     """Hard random: one uniformly random subset, drawn once and kept for the whole run."""
 
@@ -215,6 +219,7 @@ class HardRandom(Strategy):
         return Selection(random_k(book.num_samples, num_keep, generator, book.device))
 
 
+@STRATEGIES.register
 class EL2N(StaticStrategy):
     """EL2N (Paul et al. 2021): keep the largest error norm ``‖p − y‖`` of the proxy model.
 
@@ -244,6 +249,7 @@ class EL2N(StaticStrategy):
         return self._tables["score"]
 
 
+@STRATEGIES.register
 class GraNd(StaticStrategy):
     """GraNd (Paul et al. 2021): keep the largest expected gradient norm early in training.
 
@@ -281,6 +287,7 @@ class GraNd(StaticStrategy):
         return self._tables["total"] / self._tables["count"].clamp(min=1)
 
 
+@STRATEGIES.register
 class Forgetting(StaticStrategy):
     """Forgetting events (Toneva et al. 2019): keep the samples forgotten most often.
 
@@ -374,6 +381,7 @@ class _Uncertainty(StaticStrategy):
         return self._tables["score"]
 
 
+@STRATEGIES.register
 class LeastConfidence(_Uncertainty):
     """Least confidence: keep the samples whose top class probability is lowest.
 
@@ -390,6 +398,7 @@ class LeastConfidence(_Uncertainty):
         return 1.0 - probs.max(dim=-1).values
 
 
+@STRATEGIES.register
 class Entropy(_Uncertainty):
     """Entropy: keep the samples whose predictive entropy ``−Σ_c p_c log p_c`` is largest.
 
@@ -406,6 +415,7 @@ class Entropy(_Uncertainty):
         return -(probs * probs.clamp(min=_EPS).log()).sum(dim=-1)
 
 
+@STRATEGIES.register
 class Margin(_Uncertainty):
     """Margin: keep the samples with the smallest gap between the two most likely classes.
 
@@ -423,6 +433,7 @@ class Margin(_Uncertainty):
         return 1.0 - (top[..., 0] - top[..., 1])
 
 
+@STRATEGIES.register
 class Herding(StaticStrategy):
     """Herding (Welling 2009; Chen et al. 2010): greedily match the mean embedding.
 
@@ -481,6 +492,7 @@ def herd(x: torch.Tensor, k: int, *, max_steps: int | None = None) -> torch.Tens
     return picks
 
 
+@STRATEGIES.register
 class KMeansPrototypes(StaticStrategy):
     """k-means prototypes (Sorscher et al. 2022): keep the least prototypical samples.
 
@@ -604,14 +616,4 @@ def quota_farthest(labels: np.ndarray, distance: np.ndarray, k: int) -> np.ndarr
 @hookimpl
 def molpeg_register_strategies() -> list[type[Strategy]]:
     """Register the built-in static strategies."""
-    return [
-        HardRandom,
-        EL2N,
-        GraNd,
-        Forgetting,
-        LeastConfidence,
-        Entropy,
-        Margin,
-        Herding,
-        KMeansPrototypes,
-    ]
+    return list(STRATEGIES)
