@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +22,21 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def csv_head(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, int], Path]:
+    """``csv_head(name, rows)``: a new byte-exact copy of the header and the first ``rows``
+    data rows of the committed subset ``tests/data/<name>``, named ``<stem><rows>.csv``."""
+
+    def head(name: str, rows: int) -> Path:
+        lines = (DATA / name).read_bytes().splitlines(keepends=True)[: rows + 1]
+        stem = Path(name).stem.split("_")[0]
+        path = tmp_path_factory.mktemp("csv") / f"{stem}{rows}.csv"
+        path.write_bytes(b"".join(lines))
+        return path
+
+    return head
 
 
 @pytest.fixture

@@ -57,10 +57,8 @@ def test_model_selection_ignores_non_finite_values():
     assert improves(0.3, 0.5, higher_is_better=False) and not improves(0.5, 0.3, False)
 
 
-def test_job_from_table_uses_the_valid_rows_only(data_dir: Path, tmp_path: Path):
-    src = data_dir / "bbbp_1k.csv"
-    data = tmp_path / "bbbp300.csv"
-    data.write_bytes(b"".join(src.read_bytes().splitlines(keepends=True)[:301]))
+def test_job_from_table_uses_the_valid_rows_only(csv_head, tmp_path: Path):
+    data = csv_head("bbbp_1k.csv", 300)
     table = load_molecules(data)
     valid = table.valid_rows
     assert len(valid) == 298  # two rows of the subset are invalid SMILES
@@ -74,17 +72,13 @@ def test_job_from_table_uses_the_valid_rows_only(data_dir: Path, tmp_path: Path)
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["chemprop", "deepchem", "torch"])
-def test_every_backend_reports_progress_and_the_shared_metrics(
-    name: str, data_dir: Path, tmp_path: Path
-):
+def test_every_backend_reports_progress_and_the_shared_metrics(name: str, csv_head, tmp_path: Path):
     """Each backend shows its long phases through ``job.progress`` and returns ``evaluate``'s
     metric names, so that runs of different frameworks compare."""
     backend = get_plugin_manager().backends().get(name)
     if backend is None or not backend.availability()[0]:
         pytest.skip(f"backend {name!r} is not registered or its framework is not installed")
-    src = data_dir / "bbbp_1k.csv"
-    data = tmp_path / "bbbp300.csv"
-    data.write_bytes(b"".join(src.read_bytes().splitlines(keepends=True)[:301]))
+    data = csv_head("bbbp_1k.csv", 300)
     table = load_molecules(data)
     split = split_positions(
         [table.scaffolds[i] for i in table.valid_rows], "random", (0.8, 0.1, 0.1), 0
@@ -115,7 +109,7 @@ def test_every_backend_reports_progress_and_the_shared_metrics(
 
 @pytest.mark.slow
 @pytest.mark.chemprop
-def test_quiet_chemprop_fit_hides_only_lightning_noise(data_dir: Path, tmp_path: Path):
+def test_quiet_chemprop_fit_hides_only_lightning_noise(csv_head, tmp_path: Path):
     """A quiet fit (what ``molpeg prune`` runs) drops Lightning's tips, not other warnings."""
     import warnings
 
@@ -131,9 +125,7 @@ def test_quiet_chemprop_fit_hides_only_lightning_noise(data_dir: Path, tmp_path:
         def molpeg_epoch_end(self, pruner, epoch, stats):
             warnings.warn(f"plugin note after epoch {epoch}", UserWarning, stacklevel=1)
 
-    src = data_dir / "bbbp_1k.csv"
-    data = tmp_path / "bbbp200.csv"
-    data.write_bytes(b"".join(src.read_bytes().splitlines(keepends=True)[:201]))
+    data = csv_head("bbbp_1k.csv", 200)
     table = load_molecules(data)
     split = split_positions(
         [table.scaffolds[i] for i in table.valid_rows], "random", (0.8, 0.1, 0.1), 0

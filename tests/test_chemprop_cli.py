@@ -43,14 +43,6 @@ BBBP_ARGS = ["-s", "smiles", "--target-columns", "p_np", "-t", "classification"]
 BAD_ROWS = (59, 61)  # rows (0-based, header excluded) of bbbp_1k.csv RDKit cannot parse
 
 
-def head_lines(src: Path, dst: Path, lines: int) -> Path:
-    """Byte-exact copy of the first ``lines`` lines (header included) of ``src``."""
-    with open(src, "rb") as fh:
-        data = b"".join(fh.readline() for _ in range(lines))
-    dst.write_bytes(data)
-    return dst
-
-
 def without_rows(src: Path, dst: Path, rows: tuple[int, ...]) -> Path:
     """Copy of ``src`` without the given data rows (0-based, header excluded)."""
     with open(src, newline="") as fh:
@@ -92,10 +84,10 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 
 @pytest.mark.slow
-def test_chemprop_executable_with_and_without_plugin(tmp_path: Path, data_dir: Path) -> None:
+def test_chemprop_executable_with_and_without_plugin(tmp_path: Path, csv_head) -> None:
     """Pruned epochs are half as long, validation/checkpointing run every epoch, bad rows are
     skipped by row number, config.toml stays molpeg-free and reusable, no --plugin = stock."""
-    dirty = head_lines(data_dir / "bbbp_1k.csv", tmp_path / "bbbp300.csv", 301)
+    dirty = csv_head("bbbp_1k.csv", 300)
     run_a = tmp_path / "a"
     code, log = finish(
         run_chemprop(
@@ -189,9 +181,9 @@ def molpeg_chemprop_train(args: list[str], capsys: pytest.CaptureFixture[str]) -
 
 
 def test_unknown_plugin_is_refused(
-    tmp_path: Path, data_dir: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, csv_head, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    data = head_lines(data_dir / "bbbp_1k.csv", tmp_path / "d.csv", 50)
+    data = csv_head("bbbp_1k.csv", 49)
     code, log = molpeg_chemprop_train(
         ["-i", str(data), *BBBP_ARGS, "-o", str(tmp_path / "o"), "--plugin", "molpgg"], capsys
     )
@@ -200,13 +192,13 @@ def test_unknown_plugin_is_refused(
 
 
 def test_unsafe_checkpoint_is_refused_before_chemprop_loads_it(
-    tmp_path: Path, data_dir: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, csv_head, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import argparse
 
     bad = tmp_path / "evil.pt"
     torch.save({"state_dict": {}, "payload": argparse.Namespace(x=1)}, bad)
-    data = head_lines(data_dir / "bbbp_1k.csv", tmp_path / "d.csv", 50)
+    data = csv_head("bbbp_1k.csv", 49)
     code, log = molpeg_chemprop_train(
         ["-i", str(data), *BBBP_ARGS, "-o", str(tmp_path / "o"), "--checkpoint", str(bad)],
         capsys,
@@ -218,11 +210,9 @@ def test_unsafe_checkpoint_is_refused_before_chemprop_loads_it(
     )
 
 
-def test_mcc_loss_is_refused(
-    tmp_path: Path, data_dir: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_mcc_loss_is_refused(tmp_path: Path, csv_head, capsys: pytest.CaptureFixture[str]) -> None:
     data = without_rows(
-        head_lines(data_dir / "bbbp_1k.csv", tmp_path / "raw.csv", 121),
+        csv_head("bbbp_1k.csv", 120),
         tmp_path / "d.csv",
         BAD_ROWS,
     )
@@ -247,10 +237,10 @@ def test_mcc_loss_is_refused(
 
 @pytest.mark.slow
 def test_from_foundation_admet_ai_with_plugin(
-    tmp_path: Path, data_dir: Path, capsys: pytest.CaptureFixture[str]
+    csv_head, tmp_path: Path, data_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A 31-task ADMET-AI model's encoder fine-tuned on BBBP with pruning (new 1-task head)."""
-    data = head_lines(data_dir / "bbbp_1k.csv", tmp_path / "d.csv", 201)
+    data = csv_head("bbbp_1k.csv", 200)
     out = tmp_path / "o"
     code, log = molpeg_chemprop_train(
         [
@@ -288,10 +278,10 @@ def test_from_foundation_admet_ai_with_plugin(
 
 @pytest.mark.slow
 def test_checkpoint_freeze_encoder_regression(
-    tmp_path: Path, data_dir: Path, capsys: pytest.CaptureFixture[str]
+    csv_head, tmp_path: Path, data_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Same-task fine-tuning (--checkpoint --freeze-encoder) of Chemprop's regression model."""
-    data = head_lines(data_dir / "esol_600.csv", tmp_path / "esol.csv", 161)
+    data = csv_head("esol_600.csv", 160)
     out = tmp_path / "o"
     code, log = molpeg_chemprop_train(
         [
@@ -330,9 +320,9 @@ def test_checkpoint_freeze_encoder_regression(
 
 
 @pytest.mark.slow
-def test_ctrl_c_exits_130_with_a_message(tmp_path: Path, data_dir: Path) -> None:
+def test_ctrl_c_exits_130_with_a_message(tmp_path: Path, csv_head) -> None:
     """Lightning answers Ctrl-C with exit code 1 and no word; the plugin makes it 130."""
-    data = head_lines(data_dir / "bbbp_1k.csv", tmp_path / "bbbp120.csv", 121)
+    data = csv_head("bbbp_1k.csv", 120)
     out = tmp_path / "run"
     args = ["-i", str(data), *BBBP_ARGS, "-o", str(out), "--epochs", "50", *SMALL_MODEL]
     proc = run_chemprop([*args, "--plugin", "molpeg"])
@@ -348,9 +338,9 @@ def test_ctrl_c_exits_130_with_a_message(tmp_path: Path, data_dir: Path) -> None
     assert "Traceback" not in log
 
 
-def test_molpeg_options_without_plugin_get_a_hint(tmp_path: Path, data_dir: Path) -> None:
+def test_molpeg_options_without_plugin_get_a_hint(tmp_path: Path, csv_head) -> None:
     """``chemprop train --prune-ratio 0.5`` (no ``--plugin``) says what is missing."""
-    data = head_lines(data_dir / "bbbp_1k.csv", tmp_path / "d.csv", 50)
+    data = csv_head("bbbp_1k.csv", 49)
     code, log = finish(
         run_chemprop(["-i", str(data), *BBBP_ARGS, "-o", str(tmp_path / "o"), "--prune-ratio=0.5"])
     )

@@ -31,13 +31,10 @@ def registered(name: str) -> bool:
         pytest.param("deepchem", marks=pytest.mark.deepchem),
     ],
 )
-def test_prune_with_framework_backend(name: str, data_dir: Path, tmp_path: Path):
+def test_prune_with_framework_backend(name: str, csv_head, tmp_path: Path):
     if not registered(name):
         pytest.skip(f"backend {name!r} is not registered or its framework is not installed")
-    data = tmp_path / "bbbp300.csv"
-    data.write_bytes(
-        b"".join((data_dir / "bbbp_1k.csv").read_bytes().splitlines(keepends=True)[:301])
-    )
+    data = csv_head("bbbp_1k.csv", 300)
     out = tmp_path / "out"
     result = CliRunner().invoke(
         app,
@@ -80,13 +77,10 @@ def test_prune_with_framework_backend(name: str, data_dir: Path, tmp_path: Path)
 
 @pytest.mark.slow
 @pytest.mark.chemprop
-def test_chemprop_from_scratch_and_conflicting_options(data_dir: Path, tmp_path: Path):
+def test_chemprop_from_scratch_and_conflicting_options(csv_head, tmp_path: Path):
     if not registered("chemprop"):
         pytest.skip("chemprop is not installed")
-    data = tmp_path / "bbbp120.csv"
-    data.write_bytes(
-        b"".join((data_dir / "bbbp_1k.csv").read_bytes().splitlines(keepends=True)[:121])
-    )
+    data = csv_head("bbbp_1k.csv", 120)
     args = ["prune", str(data), "--from-scratch", "--pretrained", str(data)]
     both = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "x")])
     assert both.exit_code == 2 and "exclude each other" in both.output

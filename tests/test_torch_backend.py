@@ -88,11 +88,8 @@ def test_static_strategy_gets_its_signals(bbbp300: Path, tmp_path: Path):
     assert len(result.final_kept) == num_kept(len(result.pruner_state["book"]["score"]), 0.5)
 
 
-def test_multitask_regression_and_fine_tuning(data_dir: Path, tmp_path: Path):
-    tox = tmp_path / "tox.csv"
-    tox.write_bytes(
-        b"".join((data_dir / "tox21_800.csv").read_bytes().splitlines(keepends=True)[:301])
-    )
+def test_multitask_regression_and_fine_tuning(csv_head, tmp_path: Path):
+    tox = csv_head("tox21_800.csv", 300)
     job = make_job(tox, tmp_path / "tox", targets=["NR-AR", "NR-AhR", "SR-p53"])
     assert np.isnan(job.targets).any()
     first = TorchBackend().fit(job)
@@ -103,10 +100,7 @@ def test_multitask_regression_and_fine_tuning(data_dir: Path, tmp_path: Path):
     tuned = TorchBackend().fit(job2)
     assert tuned.history[0]["train_loss"] < first.history[0]["train_loss"]
 
-    esol = tmp_path / "esol.csv"
-    esol.write_bytes(
-        b"".join((data_dir / "esol_600.csv").read_bytes().splitlines(keepends=True)[:201])
-    )
+    esol = csv_head("esol_600.csv", 200)
     reg = make_job(esol, tmp_path / "reg", targets=["measured log solubility in mols per litre"])
     out = TorchBackend().fit(reg)
     assert out.metric_name == "rmse" and out.test_metrics["rmse"] > 0
