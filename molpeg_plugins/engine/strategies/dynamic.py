@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from molpeg_plugins.engine.strategies.base import Selection, Strategy, random_k, spearman, top_k
 from molpeg_plugins.errors import ConfigError
 from molpeg_plugins.hookspecs import hookimpl
-from molpeg_plugins.strategies.base import Selection, Strategy, random_k, spearman, top_k
 
 if TYPE_CHECKING:
-    from molpeg_plugins.scorebook import ScoreBook
+    from molpeg_plugins.engine.scorebook import ScoreBook
 
 
 class MolPeg(Strategy):

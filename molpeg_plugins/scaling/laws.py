@@ -181,7 +181,7 @@ def plot_fits(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from molpeg_plugins.atomic import atomic_path
+    from molpeg_plugins.pipeline.atomic import atomic_path
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -216,7 +216,7 @@ def write_fits_csv(path: str | Path, fits: Sequence[PowerLawFit]) -> None:
     """Write the fits as CSV, atomically."""
     import io
 
-    from molpeg_plugins.atomic import write_text
+    from molpeg_plugins.pipeline.atomic import write_text
 
     keys = list(PowerLawFit.__dataclass_fields__)
     buf = io.StringIO(newline="")
