@@ -124,7 +124,7 @@ def step_times(data: Path, rows: int, prune: bool) -> float:
 
 def write_results(rows: list[dict[str, str]], markdown: str) -> None:
     """Atomically write the CSV and the markdown snippet."""
-    from molpeg_plugins.atomic import atomic_write
+    from molpeg_plugins.pipeline.atomic import atomic_write
 
     RESULTS.mkdir(parents=True, exist_ok=True)
 

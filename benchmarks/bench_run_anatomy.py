@@ -92,8 +92,8 @@ def child(argv: list[str], out: Path) -> None:
     from chemprop.cli import train as cli_train
 
     import molpeg_chemprop.callback  # noqa: F401  (loaded before the "imported" mark)
-    import molpeg_plugins.pruner
-    import molpeg_plugins.scoring
+    import molpeg_plugins.engine.pruner
+    import molpeg_plugins.engine.scoring
     from molpeg_chemprop import chemprop_cli
     from molpeg_chemprop.reference import ChempropReference
 
@@ -139,11 +139,11 @@ def child(argv: list[str], out: Path) -> None:
     for forward in ("model_loss", "head_output"):  # the model and head reference forwards
         method = getattr(ChempropReference, forward)
         setattr(ChempropReference, forward, timed("reference", method))
-    molpeg_plugins.scoring.EMAReference.update = timed(
-        "ema", molpeg_plugins.scoring.EMAReference.update
+    molpeg_plugins.engine.scoring.EMAReference.update = timed(
+        "ema", molpeg_plugins.engine.scoring.EMAReference.update
     )
-    molpeg_plugins.pruner.Pruner.end_epoch = timed(
-        "selection", molpeg_plugins.pruner.Pruner.end_epoch
+    molpeg_plugins.engine.pruner.Pruner.end_epoch = timed(
+        "selection", molpeg_plugins.engine.pruner.Pruner.end_epoch
     )
     main_start = time.perf_counter()
     try:
@@ -240,7 +240,7 @@ def main() -> None:
             writer.writerow(row)
         print(f"{name}: {wall:.1f} s", flush=True)
     markdown = anatomy_markdown(results, args, rows)
-    from molpeg_plugins.atomic import write_text
+    from molpeg_plugins.pipeline.atomic import write_text
 
     write_text(RESULTS / "run_anatomy.md", markdown)
     print(markdown)

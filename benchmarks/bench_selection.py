@@ -29,11 +29,11 @@ from pathlib import Path
 
 import torch
 
-from molpeg_plugins.atomic import write_text
-from molpeg_plugins.config import num_kept
+from molpeg_plugins.engine.config import num_kept
+from molpeg_plugins.engine.scorebook import ScoreBook
+from molpeg_plugins.engine.strategies.static import herd
+from molpeg_plugins.pipeline.atomic import write_text
 from molpeg_plugins.plugins import make_plugin_manager
-from molpeg_plugins.scorebook import ScoreBook
-from molpeg_plugins.strategies.static import herd
 
 BATCH = 256
 

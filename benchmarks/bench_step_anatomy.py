@@ -34,7 +34,7 @@ def molecules(rows: int) -> tuple[list[str], list[float]]:
     """``rows`` random RDKit-valid HIV molecules and labels (seeded)."""
     import pandas as pd
 
-    from molpeg_plugins.data import parse_smiles
+    from molpeg_plugins.pipeline.data import parse_smiles
 
     frame = pd.read_csv(SHARED / "data/moleculenet/HIV.csv").sample(frac=1.0, random_state=0)
     smiles, labels = [], []
@@ -143,7 +143,7 @@ def main() -> None:
     import pandas as pd
     import torch
 
-    from molpeg_plugins.atomic import atomic_write
+    from molpeg_plugins.pipeline.atomic import atomic_write
 
     smiles, labels = molecules(args.rows)
     rows = []

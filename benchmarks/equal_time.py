@@ -98,7 +98,7 @@ def main() -> None:
     matplotlib.use("Agg")  # a script: no display
     from matplotlib.figure import Figure
 
-    from molpeg_plugins.atomic import write_text
+    from molpeg_plugins.pipeline.atomic import write_text
 
     full = summary(full_data(), ["epochs"])
     runs = summary(pruned(), ["method", "ratio"])

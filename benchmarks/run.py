@@ -266,8 +266,8 @@ def prepare(data: Dataset) -> Path:
     """
     import pandas as pd
 
-    from molpeg_plugins.atomic import atomic_path, write_text
-    from molpeg_plugins.data import parse_smiles
+    from molpeg_plugins.pipeline.atomic import atomic_path, write_text
+    from molpeg_plugins.pipeline.data import parse_smiles
 
     out = WORK / f"{data.name}.csv"
     if out.exists():

@@ -3,8 +3,8 @@
     python examples/deepchem_tox21.py [tox21.csv] [--epochs 10] [--prune-ratio 0.5]
 
 Without a path it uses the 800-molecule Tox21 subset in ``tests/data``. The CSV is read
-with molpeg's :func:`~molpeg_plugins.data.load_molecules`, which skips the rows RDKit cannot
-parse (eight in the full ``tox21.csv``, aluminium compounds) and lists them by row number on
+with molpeg's :func:`~molpeg_plugins.pipeline.data.load_molecules`, which skips the rows RDKit
+cannot parse (eight in the full ``tox21.csv``, aluminium compounds) and lists them by row number on
 standard error. The pruning itself is the two lines after the ``# molpeg`` comment: the rest
 is an ordinary DeepChem script.
 """
@@ -21,7 +21,7 @@ import torch
 
 from molpeg_deepchem import MolPegDeepChem
 from molpeg_deepchem.featurize import ecfp, labelled_dataset
-from molpeg_plugins.data import load_molecules
+from molpeg_plugins.pipeline.data import load_molecules
 
 DEFAULT = Path(__file__).resolve().parents[1] / "tests" / "data" / "tox21_800.csv"
 TASKS = [

@@ -33,8 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from molpeg_plugins import source as source_pruning
-from molpeg_plugins.atomic import write_text
+from molpeg_plugins.pipeline.atomic import write_text
+from molpeg_plugins.source import pruning as source_pruning
 
 DESCRIPTORS = (
     "MolWt",

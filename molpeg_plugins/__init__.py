@@ -9,16 +9,16 @@ pruning engine (:class:`Pruner`), the score (:class:`EMAReference`,
 """
 
 from molpeg_plugins.api import EMAReference, Pruner
-from molpeg_plugins.config import PruneConfig, num_kept
+from molpeg_plugins.engine.config import PruneConfig, num_kept
+from molpeg_plugins.engine.indexing import IndexedDataset
+from molpeg_plugins.engine.pruner import EpochSelection
+from molpeg_plugins.engine.sampler import PruningSampler
+from molpeg_plugins.engine.scorebook import ScoreBook
+from molpeg_plugins.engine.scoring import discrepancy, ema_update_, masked_sample_loss
+from molpeg_plugins.engine.strategies.base import Selection, Strategy
 from molpeg_plugins.errors import ConfigError, MolPegError, UnknownNameError
 from molpeg_plugins.hookspecs import hookimpl
-from molpeg_plugins.indexing import IndexedDataset
 from molpeg_plugins.plugins import get_plugin_manager, make_plugin_manager
-from molpeg_plugins.pruner import EpochSelection
-from molpeg_plugins.sampler import PruningSampler
-from molpeg_plugins.scorebook import ScoreBook
-from molpeg_plugins.scoring import discrepancy, ema_update_, masked_sample_loss
-from molpeg_plugins.strategies.base import Selection, Strategy
 
 __version__ = "0.1.0"
 

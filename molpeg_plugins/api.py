@@ -1,6 +1,6 @@
 """The Python API: the engine's classes with the plugin manager filled in for you.
 
-The engine (:class:`molpeg_plugins.pruner.Pruner`, :class:`molpeg_plugins.scoring.
+The engine (:class:`molpeg_plugins.engine.pruner.Pruner`, :class:`molpeg_plugins.engine.scoring.
 EMAReference`) is handed its plugin manager and never looks one up. For a training loop of
 your own, ``Pruner(len(train_set), prune_ratio=0.6)`` is enough: the classes below are the
 engine's, with ``plugin_manager`` defaulting to the process-wide
@@ -14,13 +14,13 @@ from typing import Any
 
 from torch import nn
 
-from molpeg_plugins import pruner, scoring
-from molpeg_plugins.config import PruneConfig
+from molpeg_plugins.engine import pruner, scoring
+from molpeg_plugins.engine.config import PruneConfig
 from molpeg_plugins.plugins import MolPegPluginManager, get_plugin_manager
 
 
 class Pruner(pruner.Pruner):
-    """:class:`molpeg_plugins.pruner.Pruner` whose ``plugin_manager`` is optional.
+    """:class:`molpeg_plugins.engine.pruner.Pruner` whose ``plugin_manager`` is optional.
 
     Without one, strategies are looked up in, and events sent to, the process-wide manager.
     All other arguments are the engine's.
@@ -39,7 +39,7 @@ class Pruner(pruner.Pruner):
 
 
 class EMAReference(scoring.EMAReference):
-    """:class:`molpeg_plugins.scoring.EMAReference` whose ``plugin_manager`` is optional.
+    """:class:`molpeg_plugins.engine.scoring.EMAReference` whose ``plugin_manager`` is optional.
 
     Without one, the reference is created and updated through the process-wide manager.
     All other arguments are the engine's.

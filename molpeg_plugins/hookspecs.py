@@ -25,9 +25,9 @@ if TYPE_CHECKING:
     import torch
     import typer
 
-    from molpeg_plugins.backend import Backend
-    from molpeg_plugins.pruner import EpochSelection, Pruner
-    from molpeg_plugins.strategies.base import Strategy
+    from molpeg_plugins.engine.pruner import EpochSelection, Pruner
+    from molpeg_plugins.engine.strategies.base import Strategy
+    from molpeg_plugins.pipeline.backend import Backend
 
 PROJECT_NAME = "molpeg"
 
@@ -49,7 +49,7 @@ def molpeg_register_strategies() -> list[type[Strategy]]:
     strategy is looked up by name or ``molpeg strategies`` runs).
 
     Returns:
-        A list of :class:`~molpeg_plugins.strategies.base.Strategy` subclasses. Each class
+        A list of :class:`~molpeg_plugins.engine.strategies.base.Strategy` subclasses. Each class
         must define a unique ``name`` (the string users pass as ``--strategy``) and a
         one-line ``description``. Two plugins registering the same name is an error.
     """
@@ -64,7 +64,7 @@ def molpeg_register_backends() -> list[Backend]:
     framework at this point, so that listing backends works when a framework is missing.
 
     Returns:
-        A list of :class:`~molpeg_plugins.backend.Backend` instances with unique names.
+        A list of :class:`~molpeg_plugins.pipeline.backend.Backend` instances with unique names.
     """
 
 
@@ -72,7 +72,7 @@ def molpeg_register_backends() -> list[Backend]:
 def molpeg_safe_globals() -> list[Any]:
     """Return the classes and functions a trusted checkpoint of your framework may contain.
 
-    Called by :func:`molpeg_plugins.checkpoints.safe_load` before it unpickles a checkpoint
+    Called by :func:`molpeg_plugins.pipeline.checkpoints.safe_load` before it unpickles a checkpoint
     with ``torch.load(weights_only=True)``. The union of all returned objects is passed to
     ``torch.serialization.safe_globals``; anything else in the pickle is refused. Return
     only plain data/module classes (e.g. Chemprop's ``nn`` modules), never callables that
@@ -124,11 +124,11 @@ def molpeg_model_outputs(
 ) -> ModelOutputs | None:
     """Run the saved model in the file ``path`` over ``smiles``: embeddings or predictions.
 
-    Called by source pruning (:mod:`molpeg_plugins.source`): ``feature_mapping`` with
+    Called by source pruning (:mod:`molpeg_plugins.source.pruning`): ``feature_mapping`` with
     ``kind="embedding"`` groups molecules on the model's learned fingerprint,
     ``label_mapping`` with ``kind="prediction"`` maps target molecules to the tasks a
     model predicts. Every SMILES given parses with RDKit. The model file must be loaded with
-    :func:`molpeg_plugins.checkpoints.safe_load` and ``plugin_manager``'s allow-list
+    :func:`molpeg_plugins.pipeline.checkpoints.safe_load` and ``plugin_manager``'s allow-list
     (``trust=True``: the user passed ``--trust-checkpoint``). ``progress(stage, done,
     total)``, if given, is called as molecules are processed.
 

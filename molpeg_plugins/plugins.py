@@ -22,16 +22,16 @@ from molpeg_plugins import hookspecs
 from molpeg_plugins.errors import ConfigError, UnknownNameError
 
 if TYPE_CHECKING:
-    from molpeg_plugins.backend import Backend
-    from molpeg_plugins.strategies.base import Strategy
+    from molpeg_plugins.engine.strategies.base import Strategy
+    from molpeg_plugins.pipeline.backend import Backend
 
 log = logging.getLogger(__name__)
 
 BUILTIN_PLUGINS = (
-    "molpeg_plugins.torch_hooks",
-    "molpeg_plugins.strategies.dynamic",
-    "molpeg_plugins.strategies.static",
-    "molpeg_plugins.torch_backend",
+    "molpeg_plugins.engine.torch_hooks",
+    "molpeg_plugins.engine.strategies.dynamic",
+    "molpeg_plugins.engine.strategies.static",
+    "molpeg_plugins.pipeline.torch_backend",
 )
 
 

@@ -23,7 +23,7 @@ from rdkit.Chem import rdFingerprintGenerator
 from torch import nn
 
 from molpeg_plugins import Pruner
-from molpeg_plugins.scoring import masked_sample_loss
+from molpeg_plugins.engine.scoring import masked_sample_loss
 
 DATA = Path(__file__).parent / "data"
 FP_BITS = 1024

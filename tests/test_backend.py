@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from sklearn import metrics
 
-from molpeg_plugins.backend import BATCH_PROGRESS, FitJob, evaluate, improves
-from molpeg_plugins.config import PruneConfig, num_kept
-from molpeg_plugins.data import load_molecules, split_positions
+from molpeg_plugins.engine.config import PruneConfig, num_kept
+from molpeg_plugins.pipeline.backend import BATCH_PROGRESS, FitJob, evaluate, improves
+from molpeg_plugins.pipeline.data import load_molecules, split_positions
 from molpeg_plugins.plugins import get_plugin_manager
 
 nan = math.nan

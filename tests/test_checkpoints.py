@@ -9,9 +9,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from molpeg_plugins.checkpoints import UnsafeCheckpointError, safe_load, vet_checkpoint
 from molpeg_plugins.cli import app
 from molpeg_plugins.errors import MolPegError
+from molpeg_plugins.pipeline.checkpoints import UnsafeCheckpointError, safe_load, vet_checkpoint
 from molpeg_plugins.plugins import make_plugin_manager
 
 REAL = "admet_ai_v2_classification_model_0.pt"
@@ -39,7 +39,7 @@ def malicious(tmp_path: Path) -> tuple[Path, Path]:
 
 def chemprop_allowed() -> bool:
     """Whether an installed plugin allows Chemprop's classes (the chemprop adapter)."""
-    from molpeg_plugins.checkpoints import allowed_globals
+    from molpeg_plugins.pipeline.checkpoints import allowed_globals
 
     return any("chemprop.nn" in repr(obj) for obj in allowed_globals())
 

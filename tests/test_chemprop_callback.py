@@ -305,7 +305,7 @@ from pathlib import Path
 import numpy as np, pandas as pd
 from chemprop.utils import make_mol
 from molpeg_plugins import PruneConfig
-from molpeg_plugins.backend import FitJob
+from molpeg_plugins.pipeline.backend import FitJob
 from molpeg_plugins.plugins import make_plugin_manager
 
 def make_job(work, csv, resume=False):

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from molpeg_plugins.backend import Backend
 from molpeg_plugins.cli import app
 from molpeg_plugins.hookspecs import hookimpl
+from molpeg_plugins.pipeline.backend import Backend
 from molpeg_plugins.plugins import get_plugin_manager
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -101,7 +101,7 @@ def test_bundled_encoder_is_the_documented_file_and_loads_safely():
 
     pytest.importorskip("chemprop")
     from molpeg_chemprop.backend import BUNDLED_ENCODER
-    from molpeg_plugins.checkpoints import vet_checkpoint
+    from molpeg_plugins.pipeline.checkpoints import vet_checkpoint
 
     digest = hashlib.sha256(BUNDLED_ENCODER.read_bytes()).hexdigest()
     sources = (BUNDLED_ENCODER.parent / "SOURCES.md").read_text(encoding="utf-8")

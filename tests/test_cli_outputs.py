@@ -260,7 +260,7 @@ KILLER = """
 import os, signal, sys
 from pathlib import Path
 
-from molpeg_plugins import outputs
+from molpeg_plugins.pipeline import outputs
 
 log, kill_at = Path(sys.argv[1]), sys.argv[2]
 real_replace, real_commit = os.replace, outputs.commit
@@ -397,7 +397,7 @@ def test_chemprop_ctrl_c_exits_130_and_resume_continues_at_the_next_epoch(
             proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=300) == 130, "".join(seen)
     assert "Interrupted; continue with the same command plus --resume" in "".join(seen)
-    from molpeg_plugins.checkpoints import safe_load
+    from molpeg_plugins.pipeline.checkpoints import safe_load
     from molpeg_plugins.plugins import get_plugin_manager
 
     last = safe_load(out / "checkpoints" / "last.ckpt", plugin_manager=get_plugin_manager())
@@ -449,7 +449,7 @@ def test_chemprop_without_validation_molecules(bbbp: Path, tmp_path: Path, case:
 
 def test_a_model_written_into_the_output_folder_joins_the_staged_set(tmp_path: Path):
     """A backend that ignores ``FitJob.model_dir`` still gets its model into the result set."""
-    from molpeg_plugins import outputs
+    from molpeg_plugins.pipeline import outputs
 
     out = tmp_path / "o"
     staging = outputs.prepare(out, overwrite=False, log=print)

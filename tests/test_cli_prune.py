@@ -162,7 +162,7 @@ def test_regression_scaffold_split_parquet_and_quiet(data_dir: Path, tmp_path: P
     assert report["parameters"]["task"] == "regression" and report["metric"] == "rmse"
     assert report["test_metrics"]["rmse"] > 0
     # scaffold split: no Bemis–Murcko scaffold is shared between train and test
-    from molpeg_plugins.data import load_molecules
+    from molpeg_plugins.pipeline.data import load_molecules
 
     table = load_molecules(esol, target_columns=[TARGET])
     by_split = scores.groupby("split")["row"].apply(list)
@@ -381,12 +381,12 @@ def test_rich_progress_bars_on_a_terminal(bbbp300: Path, tmp_path: Path):
 
     from rich.console import Console
 
-    from molpeg_plugins.backend import FitJob
     from molpeg_plugins.cli.display import Display, EpochProgress
-    from molpeg_plugins.config import PruneConfig
-    from molpeg_plugins.data import load_molecules, split_positions
+    from molpeg_plugins.engine.config import PruneConfig
+    from molpeg_plugins.pipeline.backend import FitJob
+    from molpeg_plugins.pipeline.data import load_molecules, split_positions
+    from molpeg_plugins.pipeline.torch_backend import TorchBackend
     from molpeg_plugins.plugins import make_plugin_manager
-    from molpeg_plugins.torch_backend import TorchBackend
 
     table = load_molecules(bbbp300)
     valid = table.valid_rows
@@ -415,7 +415,7 @@ def test_rich_progress_bars_on_a_terminal(bbbp300: Path, tmp_path: Path):
 
 
 def test_default_backend_is_chemprop_when_installed_else_torch():
-    from molpeg_plugins.pipeline import choose_backend
+    from molpeg_plugins.pipeline.run import choose_backend
     from molpeg_plugins.plugins import make_plugin_manager
 
     assert choose_backend(make_plugin_manager(entry_points=False), None).name == "torch"

@@ -238,7 +238,7 @@ def test_reference_runs_in_eval_mode_without_grad() -> None:
 
 def test_infobatch_is_built_with_the_run_prune_ratio_unless_given_one() -> None:
     """The pruner passes its ratio as InfoBatch's ``prune_ratio`` option at construction."""
-    from molpeg_plugins.strategies.dynamic import InfoBatch
+    from molpeg_plugins.engine.strategies.dynamic import InfoBatch
 
     options = {"budget": "original"}
     pruner = Pruner(

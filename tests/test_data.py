@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from molpeg_plugins.data import (
+from molpeg_plugins.errors import ConfigError
+from molpeg_plugins.pipeline.data import (
     BUNDLED_DATASET,
     DataError,
     load_molecules,
@@ -16,7 +17,6 @@ from molpeg_plugins.data import (
     read_records,
     split_positions,
 )
-from molpeg_plugins.errors import ConfigError
 
 INVALID_BBBP_1K = [59, 61, 391, 614, 642, 645, 646, 647, 648, 649, 685]
 

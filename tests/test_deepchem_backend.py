@@ -12,8 +12,8 @@ import torch
 pytest.importorskip("deepchem")
 
 from molpeg_plugins import PruneConfig, hookimpl, make_plugin_manager
-from molpeg_plugins.backend import FitJob, FitResult
-from molpeg_plugins.checkpoints import safe_load
+from molpeg_plugins.pipeline.backend import FitJob, FitResult
+from molpeg_plugins.pipeline.checkpoints import safe_load
 
 pytestmark = [
     pytest.mark.deepchem,

@@ -298,7 +298,7 @@ def test_scores_stay_on_the_gpu(tox21: Any) -> None:
 
 
 def test_deepchem_checkpoints_load_with_weights_only(tmp_path: Path) -> None:
-    from molpeg_plugins.checkpoints import safe_load
+    from molpeg_plugins.pipeline.checkpoints import safe_load
 
     model = dc.models.MultitaskRegressor(2, 64, layer_sizes=[8], model_dir=str(tmp_path))
     model._ensure_built()

@@ -10,7 +10,7 @@ import typer
 
 from molpeg_plugins.cli.errors import exit_on_error
 from molpeg_plugins.errors import ConfigError, MolPegError
-from molpeg_plugins.pipeline import PruneOptions, RunObserver, default_warmup_epochs
+from molpeg_plugins.pipeline.run import PruneOptions, RunObserver, default_warmup_epochs
 from molpeg_plugins.plugins import make_plugin_manager
 
 

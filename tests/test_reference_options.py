@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from molpeg_plugins import ConfigError, PruneConfig, Pruner, ScoreBook, hookimpl
-from molpeg_plugins.backend import FitJob
+from molpeg_plugins.pipeline.backend import FitJob
+from molpeg_plugins.pipeline.torch_backend import FingerprintMLP, TorchBackend
 from molpeg_plugins.plugins import make_plugin_manager
-from molpeg_plugins.torch_backend import FingerprintMLP, TorchBackend
 
 
 def molpeg_score(online: torch.Tensor, reference: torch.Tensor | None) -> torch.Tensor:
@@ -137,7 +137,7 @@ class StopBefore:
 
 
 def torch_job(data_dir: Path, work: Path, config: PruneConfig, pm, **kw) -> FitJob:  # type: ignore[no-untyped-def]
-    from molpeg_plugins.data import parse_smiles
+    from molpeg_plugins.pipeline.data import parse_smiles
 
     frame = pd.read_csv(data_dir / "bbbp_1k.csv").head(300)
     frame = frame[[parse_smiles(s)[0] is not None for s in frame.smiles]].reset_index(drop=True)

@@ -10,13 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from molpeg_plugins.atomic import atomic_path, write_json, write_text
-from molpeg_plugins.backend import FitJob
-from molpeg_plugins.config import PruneConfig, num_kept
-from molpeg_plugins.data import load_molecules, split_positions
+from molpeg_plugins.engine.config import PruneConfig, num_kept
+from molpeg_plugins.pipeline.atomic import atomic_path, write_json, write_text
+from molpeg_plugins.pipeline.backend import FitJob
+from molpeg_plugins.pipeline.data import load_molecules, split_positions
+from molpeg_plugins.pipeline.report import PLOTS, RunLayout, kept_rows, write_report
+from molpeg_plugins.pipeline.torch_backend import TorchBackend
 from molpeg_plugins.plugins import make_plugin_manager
-from molpeg_plugins.report import PLOTS, RunLayout, kept_rows, write_report
-from molpeg_plugins.torch_backend import TorchBackend
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -136,7 +136,7 @@ def test_score_histogram_shows_every_molecule_including_zero_scores(run):
     """On the wide-range axis molecules scoring exactly 0 are drawn, and counted in the legend."""
     from matplotlib.figure import Figure
 
-    from molpeg_plugins.report import plot_score_histogram
+    from molpeg_plugins.pipeline.report import plot_score_histogram
 
     out = run[-1]
     train = pd.read_csv(out / "scores.csv").query("split == 'train'").reset_index(drop=True)

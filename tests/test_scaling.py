@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from molpeg_plugins import scaling as sc
 from molpeg_plugins.cli import app
 from molpeg_plugins.errors import ConfigError, MolPegError
+from molpeg_plugins.scaling import laws as sc
 
 runner = CliRunner()
 FRACTIONS = [0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0]

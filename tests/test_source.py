@@ -12,9 +12,9 @@ from rdkit import Chem
 from rdkit.Chem import rdMolDescriptors
 from typer.testing import CliRunner
 
-from molpeg_plugins import source as S
 from molpeg_plugins.cli import app
 from molpeg_plugins.errors import ConfigError
+from molpeg_plugins.source import pruning as S
 
 runner = CliRunner()
 ADMET = "admet_ai_v2_classification_model_0.pt"

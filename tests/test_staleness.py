@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from molpeg_plugins import Pruner
+from molpeg_plugins.engine.scorebook import ScoreBook
 from molpeg_plugins.errors import ConfigError
 from molpeg_plugins.plugins import make_plugin_manager
-from molpeg_plugins.scorebook import ScoreBook
 
 
 def test_score_age_coverage_and_turnover_of_each_keep_set() -> None:

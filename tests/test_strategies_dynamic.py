@@ -10,11 +10,11 @@ import torch
 from _strategy_molecules import TinyNet, molecules, ranks_apart, sample_loss, single_thread, train
 
 from molpeg_plugins import Pruner
-from molpeg_plugins.config import num_kept
+from molpeg_plugins.engine.config import num_kept
+from molpeg_plugins.engine.scorebook import ScoreBook
+from molpeg_plugins.engine.scoring import ema_update_
+from molpeg_plugins.engine.strategies.dynamic import UCB, EpsilonGreedy, InfoBatch
 from molpeg_plugins.errors import ConfigError
-from molpeg_plugins.scorebook import ScoreBook
-from molpeg_plugins.scoring import ema_update_
-from molpeg_plugins.strategies.dynamic import UCB, EpsilonGreedy, InfoBatch
 
 
 @pytest.fixture(autouse=True)

@@ -21,10 +21,7 @@ from _strategy_molecules import (
 from scipy.stats import spearmanr
 
 from molpeg_plugins import Pruner
-from molpeg_plugins.errors import ConfigError
-from molpeg_plugins.hookspecs import hookimpl
-from molpeg_plugins.plugins import get_plugin_manager, make_plugin_manager
-from molpeg_plugins.strategies.static import (
+from molpeg_plugins.engine.strategies.static import (
     EL2N,
     Entropy,
     Forgetting,
@@ -36,6 +33,9 @@ from molpeg_plugins.strategies.static import (
     StaticStrategy,
     cluster_quotas,
 )
+from molpeg_plugins.errors import ConfigError
+from molpeg_plugins.hookspecs import hookimpl
+from molpeg_plugins.plugins import get_plugin_manager, make_plugin_manager
 
 
 @pytest.fixture(autouse=True)

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from molpeg_plugins.backend import FitJob
-from molpeg_plugins.checkpoints import safe_load
-from molpeg_plugins.config import PruneConfig, num_kept
-from molpeg_plugins.data import load_molecules, split_positions
+from molpeg_plugins.engine.config import PruneConfig, num_kept
 from molpeg_plugins.hookspecs import hookimpl
+from molpeg_plugins.pipeline.backend import FitJob
+from molpeg_plugins.pipeline.checkpoints import safe_load
+from molpeg_plugins.pipeline.data import load_molecules, split_positions
+from molpeg_plugins.pipeline.torch_backend import TorchBackend, morgan_fingerprints
 from molpeg_plugins.plugins import make_plugin_manager
-from molpeg_plugins.torch_backend import TorchBackend, morgan_fingerprints
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

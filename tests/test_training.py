@@ -9,19 +9,19 @@ import numpy as np
 import pytest
 import torch
 
-from molpeg_plugins.backend import FitJob
-from molpeg_plugins.config import PruneConfig
-from molpeg_plugins.data import load_molecules, split_positions
+from molpeg_plugins.engine.config import PruneConfig
 from molpeg_plugins.errors import ConfigError
-from molpeg_plugins.plugins import make_plugin_manager
-from molpeg_plugins.torch_backend import TorchBackend
-from molpeg_plugins.training import (
+from molpeg_plugins.pipeline.backend import FitJob
+from molpeg_plugins.pipeline.data import load_molecules, split_positions
+from molpeg_plugins.pipeline.torch_backend import TorchBackend
+from molpeg_plugins.pipeline.training import (
     RESUME_FILE,
     EpochRecord,
     capture_rng,
     restore_rng,
     run_fingerprint,
 )
+from molpeg_plugins.plugins import make_plugin_manager
 
 
 def test_a_record_is_the_history_row_and_reads_back():

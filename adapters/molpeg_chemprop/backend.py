@@ -9,8 +9,8 @@ default D-MPNN (bond message passing, mean aggregation). Training is a Lightning
 best validation ROC-AUC (classification) or RMSE (regression).
 
 Lightning runs the epoch loop, so this backend uses the training driver's parts
-(:mod:`molpeg_plugins.training`) without its loop: the resume fingerprint, the
-:class:`~molpeg_plugins.training.EpochRecord` history and the ``FitResult``; Lightning's
+(:mod:`molpeg_plugins.pipeline.training`) without its loop: the resume fingerprint, the
+:class:`~molpeg_plugins.pipeline.training.EpochRecord` history and the ``FitResult``; Lightning's
 ``ModelCheckpoint`` picks the best epoch. Resume: Lightning writes ``checkpoints/last.ckpt``
 (atomically) after every epoch; it holds the model, optimizer, LR schedule, loop counters, the
 pruner, the EMA reference, the RNG states and the history. ``job.resume`` continues from it
@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from molpeg_plugins.atomic import write_bytes
-from molpeg_plugins.backend import Backend, FitJob, FitResult, evaluate
-from molpeg_plugins.training import ensure_same_run, fit_result, run_fingerprint
+from molpeg_plugins.pipeline.atomic import write_bytes
+from molpeg_plugins.pipeline.backend import Backend, FitJob, FitResult, evaluate
+from molpeg_plugins.pipeline.training import ensure_same_run, fit_result, run_fingerprint
 
 BUNDLED_ENCODER = Path(__file__).parent / "data" / "admet_ai_regression_model_0.pt"
 """ADMET-AI's Chemprop model of 10 ADMET regression tasks (MIT; see ``data/SOURCES.md``)."""
@@ -133,7 +133,7 @@ class ChempropBackend(Backend):
             BatchProgress,
             HistoryCallback,
         )
-        from molpeg_plugins.checkpoints import load_resume_state, vet_checkpoint
+        from molpeg_plugins.pipeline.checkpoints import load_resume_state, vet_checkpoint
 
         pm = job.plugin_manager
         work = Path(job.work_dir)

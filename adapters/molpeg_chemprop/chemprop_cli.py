@@ -295,7 +295,7 @@ def vet_model_files(args: argparse.Namespace, pm: Any) -> None:
     """Check every model file Chemprop is about to unpickle against molpeg's allow-list."""
     from chemprop.cli.common import find_models
 
-    from molpeg_plugins.checkpoints import vet_checkpoint
+    from molpeg_plugins.pipeline.checkpoints import vet_checkpoint
 
     paths: list[Path] = []
     if getattr(args, "checkpoint", None):
@@ -395,7 +395,7 @@ BINARY_TASKS = ("classification", "classification-dirichlet")
 
 def _smiles_problem(smi: str, column: str, make: Any) -> str:
     """Why the SMILES cell ``smi`` cannot be trained on (``""`` if it can)."""
-    from molpeg_plugins.data import smiles_text_problem
+    from molpeg_plugins.pipeline.data import smiles_text_problem
 
     text = smi.strip()
     if not text:
@@ -416,7 +416,7 @@ def _label_problem(value: str, column: str, task_type: str, bounded: bool) -> tu
     """``(reason, fatal)`` for one label cell: ``""`` if usable (numbers and missing values)."""
     import math
 
-    from molpeg_plugins.csv_records import is_missing
+    from molpeg_plugins.pipeline.csv_records import is_missing
 
     if is_missing(value):
         return "", False
@@ -454,26 +454,26 @@ def filter_invalid_smiles(
 
     A row is skipped when it has fewer fields than the header, when a SMILES is empty, has
     inner whitespace or a non-ASCII character
-    (:func:`~molpeg_plugins.data.smiles_text_problem`) or does not give a molecule with atoms
-    as Chemprop builds it (``chemprop.utils.make_mol`` with the run's hydrogen/stereo
+    (:func:`~molpeg_plugins.pipeline.data.smiles_text_problem`) or does not give a molecule with
+    atoms as Chemprop builds it (``chemprop.utils.make_mol`` with the run's hydrogen/stereo
     options), or when a label is not a number or not finite (missing labels are fine). Each
     skipped row is reported on stderr as ``FILE: row R (line L): REASON, skipped``; rows are
     numbered from 0 after the header (molpeg's convention, as in ``molpeg prune``), ``L`` is
     the 1-based line of the file. The copy (in ``out_dir``, uncompressed) is the header and
     every valid record byte for byte, multi-line quoted records included
-    (:meth:`~molpeg_plugins.csv_records.CsvRecords.write_subset`).
+    (:meth:`~molpeg_plugins.pipeline.csv_records.CsvRecords.write_subset`).
 
     Raises:
         MolPegError: the file cannot be read as a CSV
-            (:func:`~molpeg_plugins.csv_records.read_records`); a classification label other
-            than 0/1 (the run would silently train on it); no row is usable; or rows would be
+            (:func:`~molpeg_plugins.pipeline.csv_records.read_records`); a classification label
+            other than 0/1 (the run would silently train on it); no row is usable; or rows would be
             skipped, but another file (descriptors, atom features, splits) is aligned to the
             rows of ``path``.
     """
     from chemprop.utils import make_mol
     from rdkit import RDLogger
 
-    from molpeg_plugins.csv_records import check_column, read_records
+    from molpeg_plugins.pipeline.csv_records import check_column, read_records
 
     records = read_records(path, has_header=not no_header_row)
     # pandas (hence Chemprop) names the columns of a file without a header 0, 1, …

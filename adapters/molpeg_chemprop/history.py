@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from molpeg_plugins.atomic import atomic_write
+from molpeg_plugins.pipeline.atomic import atomic_write
 
 
 def log_scores(pl_module: Any, stats: dict[str, float]) -> None:

@@ -9,9 +9,9 @@ from typing import Any
 from lightning import pytorch as pl
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from molpeg_plugins.atomic import torch_save
-from molpeg_plugins.backend import BATCH_PROGRESS
-from molpeg_plugins.training import EpochRecord
+from molpeg_plugins.pipeline.atomic import torch_save
+from molpeg_plugins.pipeline.backend import BATCH_PROGRESS
+from molpeg_plugins.pipeline.training import EpochRecord
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -25,9 +25,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class BatchProgress(pl.Callback):
-    """Reports every training batch to :attr:`~molpeg_plugins.backend.FitJob.progress`.
+    """Reports every training batch to :attr:`~molpeg_plugins.pipeline.backend.FitJob.progress`.
 
-    One :data:`~molpeg_plugins.backend.BATCH_PROGRESS` task per epoch, sized with the
+    One :data:`~molpeg_plugins.pipeline.backend.BATCH_PROGRESS` task per epoch, sized with the
     epoch's (pruned) number of batches, so ``molpeg prune`` shows a batch bar with an ETA.
 
     Args:
@@ -62,7 +62,7 @@ class BatchProgress(pl.Callback):
 class HistoryCallback(pl.Callback):
     """Per-epoch history records and ``molpeg_validation_end`` events for ``molpeg prune``.
 
-    One :class:`~molpeg_plugins.training.EpochRecord` per epoch: the kept count, the mean
+    One :class:`~molpeg_plugins.pipeline.training.EpochRecord` per epoch: the kept count, the mean
     training loss, the validation metrics (``val_roc_auc`` / ``val_rmse``, ``val_loss``) and
     the epoch's score statistics. The history and the job's fingerprint travel in Lightning
     checkpoints, so a resumed run reports the whole history and refuses a checkpoint of a
@@ -71,7 +71,8 @@ class HistoryCallback(pl.Callback):
     Args:
         pruning: the run's :class:`~molpeg_chemprop.callback.MolPegCallback`.
         plugin_manager: where ``molpeg_validation_end`` is sent.
-        fingerprint: identity of the job (see :func:`molpeg_plugins.training.run_fingerprint`).
+        fingerprint: identity of the job (see
+            :func:`molpeg_plugins.pipeline.training.run_fingerprint`).
     """
 
     KEY = "MolPegHistory"

@@ -1,8 +1,8 @@
 """Chemprop model files: the one way molpeg loads a saved ``MPNN``, and running it on SMILES.
 
 :func:`load_model` reads the file with molpeg's safe loader (``torch.load(weights_only=True)``
-and the plugins' allow-list, :func:`molpeg_plugins.checkpoints.safe_load`) and then builds the
-model with Chemprop's public :meth:`chemprop.models.MPNN.load_from_file`. The ``molpeg
+and the plugins' allow-list, :func:`molpeg_plugins.pipeline.checkpoints.safe_load`) and then
+builds the model with Chemprop's public :meth:`chemprop.models.MPNN.load_from_file`. The ``molpeg
 prune --backend chemprop --pretrained`` backend and the ``molpeg_model_outputs`` hook
 (source pruning on embeddings or predictions) both load through it.
 """
@@ -17,15 +17,15 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from molpeg_plugins.checkpoints import safe_load
 from molpeg_plugins.errors import ConfigError, MolPegError
 from molpeg_plugins.hookspecs import ModelOutputs
+from molpeg_plugins.pipeline.checkpoints import safe_load
 
 
 def load_model(path: str | Path, *, plugin_manager: Any, trust: bool = False) -> Any:
     """A Chemprop ``MPNN`` from a model file saved by ``chemprop train`` (``model_0/best.pt``).
 
-    The file is unpickled by :func:`~molpeg_plugins.checkpoints.safe_load` (weights only,
+    The file is unpickled by :func:`~molpeg_plugins.pipeline.checkpoints.safe_load` (weights only,
     allow-list of ``plugin_manager``; ``trust=True`` skips the allow-list). The checkpoint
     objects it returned are handed to Chemprop's public ``MPNN.load_from_file`` as an
     in-memory file, so Chemprop rebuilds its metrics and sub-modules itself; that buffer holds

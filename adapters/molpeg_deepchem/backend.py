@@ -4,7 +4,7 @@ Featurises the molecules with DeepChem's ``CircularFingerprint``, trains a
 ``MultitaskClassifier`` or ``MultitaskRegressor`` one epoch at a time through
 :class:`~molpeg_deepchem.pruning.MolPegDeepChem` (DeepChem's own ``fit``). The epoch loop,
 validation, model selection and resume are the training driver's
-(:class:`~molpeg_plugins.training.EpochBackend`).
+(:class:`~molpeg_plugins.pipeline.training.EpochBackend`).
 """
 
 from __future__ import annotations
@@ -19,12 +19,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from molpeg_plugins.backend import BATCH_PROGRESS, FitJob, FitResult
 from molpeg_plugins.errors import MolPegError
-from molpeg_plugins.training import MODEL_FILE, EpochBackend, EpochModel, load_matching_weights
+from molpeg_plugins.pipeline.backend import BATCH_PROGRESS, FitJob, FitResult
+from molpeg_plugins.pipeline.training import (
+    MODEL_FILE,
+    EpochBackend,
+    EpochModel,
+    load_matching_weights,
+)
 
 if TYPE_CHECKING:
-    from molpeg_plugins.pruner import Pruner
+    from molpeg_plugins.engine.pruner import Pruner
 
 MODEL_KIND = "molpeg-deepchem-multitask"
 ECFP_SIZE = 2048
@@ -158,7 +163,7 @@ class MultitaskModel(EpochModel):
 
     def save(self, path: Path) -> None:
         """Write the ``model.pt`` that ``--pretrained`` fine-tunes from."""
-        from molpeg_plugins.atomic import torch_save
+        from molpeg_plugins.pipeline.atomic import torch_save
 
         torch_save(
             path,
@@ -187,7 +192,7 @@ class MultitaskModel(EpochModel):
         self.scratch.cleanup()
 
     def _load_pretrained(self) -> None:
-        from molpeg_plugins.checkpoints import safe_load
+        from molpeg_plugins.pipeline.checkpoints import safe_load
 
         job, model = self.job, self.model
         ckpt = safe_load(

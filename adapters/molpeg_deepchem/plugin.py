@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from molpeg_plugins import hookimpl
-from molpeg_plugins.backend import Backend
+from molpeg_plugins.pipeline.backend import Backend
 
 
 @hookimpl

@@ -54,7 +54,7 @@ class MolPegDeepChem:
         config: pruning options; keyword ``overrides`` (``prune_ratio=0.5`` …) apply on top.
         epochs: number of epochs the run will train (needed for annealing only).
         reference_parameters: which parameters the reference averages (regex or predicate,
-            see :func:`molpeg_plugins.scoring.parameter_filter`); default all.
+            see :func:`molpeg_plugins.engine.scoring.parameter_filter`); default all.
         reference_train_mode: run the reference with dropout on (the public code's choice).
         plugin_manager: where strategies and observers are looked up (default: global).
         pruner: the :class:`~molpeg_plugins.Pruner` to use (the ``deepchem`` backend's

@@ -1,7 +1,8 @@
 """Griffe extension: Sphinx roles and grouped parameters in molpeg's Google-style docstrings.
 
 molpeg's docstrings are Google style but refer to other objects with Sphinx roles
-(``:class:`Pruner```, ``:meth:`Pruner.end_epoch```, ``:func:`~molpeg_plugins.config.num_kept```).
+(``:class:`Pruner```, ``:meth:`Pruner.end_epoch```,
+``:func:`~molpeg_plugins.engine.config.num_kept```).
 Markdown would print those roles literally. This extension, loaded by mkdocstrings
 (``extensions:`` in ``mkdocs.yml``), rewrites each role into an *optional* autorefs link:
 the name is resolved in the scope of the object that carries the docstring (its module's
@@ -44,7 +45,7 @@ def _resolve(obj: griffe.Object, target: str) -> str | None:
         except (griffe.NameResolutionError, AttributeError, KeyError, ValueError):
             continue
         return resolved if candidate == target else f"{resolved}.{rest}" if rest else resolved
-    if "." in target:  # already a full path, e.g. molpeg_plugins.strategies.base.Strategy
+    if "." in target:  # already a full path, e.g. molpeg_plugins.engine.strategies.base.Strategy
         return target
     return None
 

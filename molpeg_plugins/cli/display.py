@@ -1,10 +1,11 @@
 """The progress display of the ``molpeg`` commands: Rich bars on a terminal, log lines otherwise.
 
 One protocol for every command. :class:`Display` is the run observer of
-:func:`molpeg_plugins.pipeline.run_prune` (its ``log`` and ``task`` methods, the
-:class:`~molpeg_plugins.pipeline.RunObserver` protocol); ``task`` is also what a backend
+:func:`molpeg_plugins.pipeline.run.run_prune` (its ``log`` and ``task`` methods, the
+:class:`~molpeg_plugins.pipeline.run.RunObserver` protocol); ``task`` is also what a backend
 receives as :attr:`FitJob.progress`, and :meth:`Display.stages` adapts it to the
-``progress(stage, done, total)`` callbacks of :mod:`molpeg_plugins.source` (``prune-source``).
+``progress(stage, done, total)`` callbacks of :mod:`molpeg_plugins.source.pruning`
+(``prune-source``).
 :class:`EpochProgress` turns the pruner's observer hooks into the epoch bar.
 """
 
@@ -25,8 +26,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from molpeg_plugins.backend import BATCH_PROGRESS, Advance
 from molpeg_plugins.hookspecs import hookimpl
+from molpeg_plugins.pipeline.backend import BATCH_PROGRESS, Advance
 
 
 class Display:
@@ -73,8 +74,8 @@ class Display:
 
         A task that ends is marked complete, so its clock stops (one of unknown size shows
         what it counted). A task opened again under the same description (the
-        :data:`~molpeg_plugins.backend.BATCH_PROGRESS` task, once per epoch) reuses its row,
-        restarted. Plain mode logs one line per finished task, except the per-epoch batch
+        :data:`~molpeg_plugins.pipeline.backend.BATCH_PROGRESS` task, once per epoch) reuses its
+        row, restarted. Plain mode logs one line per finished task, except the per-epoch batch
         task (the epoch line says it all).
         """
         if self.progress is not None:

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 
 from molpeg_plugins.errors import MolPegError
-from molpeg_plugins.outputs import describe_os_error
+from molpeg_plugins.pipeline.outputs import describe_os_error
 
 INTERRUPTED_EXIT_CODE = 130
 

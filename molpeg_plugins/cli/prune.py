@@ -1,8 +1,8 @@
 """``molpeg prune``: train a model with data pruning and write the pruned dataset.
 
 A thin shim over the application layer: the command turns its flags into
-:class:`~molpeg_plugins.pipeline.PruneOptions` and calls
-:func:`~molpeg_plugins.pipeline.run_prune` with the progress display
+:class:`~molpeg_plugins.pipeline.run.PruneOptions` and calls
+:func:`~molpeg_plugins.pipeline.run.run_prune` with the progress display
 (:mod:`molpeg_plugins.cli.display`) as observer; errors go through
 :func:`~molpeg_plugins.cli.errors.exit_on_error`.
 """
@@ -20,7 +20,7 @@ from rich.table import Table
 from molpeg_plugins.cli.app import app
 from molpeg_plugins.cli.display import Display, EpochProgress
 from molpeg_plugins.cli.errors import exit_on_error
-from molpeg_plugins.pipeline import PruneOptions, run_prune
+from molpeg_plugins.pipeline.run import PruneOptions, run_prune
 
 EPILOG = """\
 [bold]Examples[/bold]

@@ -1,9 +1,9 @@
 """molpeg CLI: ``scaling`` (registered on import).
 
 ``molpeg scaling RESULTS.csv`` fits ``perf = a·x^b`` per strategy (see
-:mod:`molpeg_plugins.scaling`), prints a table and writes ``scaling_fits.csv`` and
+:mod:`molpeg_plugins.scaling.laws`), prints a table and writes ``scaling_fits.csv`` and
 ``scaling.png``. ``molpeg scaling --run DATA.csv --output DIR`` first produces ``DIR/results.csv``
-by one :func:`~molpeg_plugins.pipeline.run_prune` per kept fraction, strategy and seed, then
+by one :func:`~molpeg_plugins.pipeline.run.run_prune` per kept fraction, strategy and seed, then
 fits it.
 """
 
@@ -49,18 +49,18 @@ def run_grid(
 ) -> Path:
     """Train at every (strategy, fraction, seed) and append rows to ``output/results.csv``.
 
-    Every grid point is one :func:`~molpeg_plugins.pipeline.run_prune` (on CPU, from
+    Every grid point is one :func:`~molpeg_plugins.pipeline.run.run_prune` (on CPU, from
     scratch) whose result set goes to ``output/runs/<strategy>_<fraction>_s<seed>/``; the data
     is read once. Finished rows already in the results are skipped, so an interrupted grid
     resumes. The kept fraction ``x`` is passed as ``prune_ratio = 1 − x`` with the strategy
     (static strategies keep ``x`` of the training set once, dynamic ones ``x`` per epoch).
     Warm-up epochs on the full data are used only by strategies that need them to score
-    (:func:`~molpeg_plugins.pipeline.default_warmup_epochs` with ``only_where_needed``).
+    (:func:`~molpeg_plugins.pipeline.run.default_warmup_epochs` with ``only_where_needed``).
 
     Returns:
         The results CSV (columns ``strategy, fraction, metric, seed`` then details).
     """
-    from molpeg_plugins.pipeline import (
+    from molpeg_plugins.pipeline.run import (
         PruneOptions,
         default_warmup_epochs,
         load_table,
@@ -165,7 +165,7 @@ def scaling(
     from rich.console import Console
     from rich.table import Table
 
-    from molpeg_plugins import scaling as sc
+    from molpeg_plugins.scaling import laws as sc
 
     console = Console()
     interrupted = (

@@ -1,7 +1,7 @@
 """molpeg CLI: ``prune-source`` (registered on import).
 
 Prunes a pretraining (source) set for one downstream (target) set; see
-:mod:`molpeg_plugins.source`. Outputs in ``OUT_DIR``, all written atomically:
+:mod:`molpeg_plugins.source.pruning`. Outputs in ``OUT_DIR``, all written atomically:
 
 * ``pruned.csv``: the header and the kept source rows, byte for byte, in their original order
   (the same name as the output of ``molpeg prune``);
@@ -51,7 +51,7 @@ def write_outputs(
     report: dict[str, Any],
 ) -> None:
     """Write pruned.csv, scores.csv, groups.csv, skipped.csv, report.json and groups.png."""
-    from molpeg_plugins.atomic import write_bytes, write_json
+    from molpeg_plugins.pipeline.atomic import write_bytes, write_json
 
     out.mkdir(parents=True, exist_ok=True)
     source.write_subset(out / PRUNED_FILE, selection.kept)
@@ -76,7 +76,7 @@ def write_outputs(
     write_bytes(
         out / "groups.csv", _csv_bytes(keys, ([u[k] for k in keys] for u in selection.units))
     )
-    from molpeg_plugins.data import smiles_text_problem
+    from molpeg_plugins.pipeline.data import smiles_text_problem
 
     def why(smiles: str) -> str:
         return smiles_text_problem(smiles.strip()) or "RDKit cannot parse the SMILES"
@@ -130,7 +130,7 @@ def groups_figure(selection: Any) -> Any:
 
 
 def _plot(path: Path, selection: Any) -> None:
-    from molpeg_plugins.atomic import atomic_path
+    from molpeg_plugins.pipeline.atomic import atomic_path
 
     with atomic_path(path) as tmp:
         groups_figure(selection).savefig(tmp, format="png", dpi=110)
@@ -182,8 +182,8 @@ def prune_source(
     seed: int = typer.Option(0, "--seed", help="Seed of k-means and boundary sampling."),
 ) -> None:
     """Prune a pretraining set down to the part a downstream set maps to."""
-    from molpeg_plugins import source as src_mod
     from molpeg_plugins.plugins import make_plugin_manager
+    from molpeg_plugins.source import pruning as src_mod
 
     display = Display()
     started = time.perf_counter()

@@ -119,7 +119,7 @@ class CsvRecords:
     def write_subset(self, path: str | Path, rows: Sequence[int] | np.ndarray) -> None:
         """Atomically write the header and the data records ``rows``, in file order, exactly
         as read (a last record without a line ending gets the file's)."""
-        from molpeg_plugins.atomic import write_text
+        from molpeg_plugins.pipeline.atomic import write_text
 
         newline = self.newline
         parts = [self.header]

@@ -12,7 +12,7 @@ import torch
 from molpeg_plugins.errors import ConfigError
 
 if TYPE_CHECKING:
-    from molpeg_plugins.scorebook import ScoreBook
+    from molpeg_plugins.engine.scorebook import ScoreBook
 
 TaskType = Literal["classification", "regression"]
 """A learning task: binary (multi-task) classification or regression."""
@@ -109,7 +109,7 @@ class Strategy(ABC):
     def bind(self, num_samples: int, device: torch.device | str | None = None) -> None:
         """Learn the dataset size and the device of the score table before training.
 
-        Called once by :class:`~molpeg_plugins.pruner.Pruner` when it is built, so that
+        Called once by :class:`~molpeg_plugins.engine.pruner.Pruner` when it is built, so that
         strategies that keep per-sample state (static ones) can allocate it by dataset
         index. Overrides must call ``super().bind(...)``.
         """

@@ -29,12 +29,12 @@ from typing import Any, Literal
 
 import numpy as np
 
-from molpeg_plugins import csv_records
-from molpeg_plugins.csv_records import CsvRecords as CsvRecords
-from molpeg_plugins.csv_records import check_column, is_missing
-from molpeg_plugins.csv_records import resolve_column as resolve_column
-from molpeg_plugins.data import smiles_text_problem
 from molpeg_plugins.errors import ConfigError, MolPegError
+from molpeg_plugins.pipeline import csv_records
+from molpeg_plugins.pipeline.csv_records import CsvRecords as CsvRecords
+from molpeg_plugins.pipeline.csv_records import check_column, is_missing
+from molpeg_plugins.pipeline.csv_records import resolve_column as resolve_column
+from molpeg_plugins.pipeline.data import smiles_text_problem
 from molpeg_plugins.plugins import MolPegPluginManager, get_plugin_manager
 
 GroupFeatures = Literal["morgan", "scaffold", "embedding"]
@@ -57,7 +57,7 @@ def read_records(
 ) -> tuple[CsvRecords, str]:
     """Read a (possibly gzipped) CSV in which every data row must be usable as it is.
 
-    The file is read by :func:`molpeg_plugins.csv_records.read_records` with
+    The file is read by :func:`molpeg_plugins.pipeline.csv_records.read_records` with
     ``exact_width=True``: a row with the wrong number of fields, or several rows merged by a
     stray quote, is an error (named by line) rather than a skipped row.
 
@@ -69,7 +69,7 @@ def read_records(
         option: CLI option (without dashes) named in errors about the SMILES column.
 
     Returns:
-        The records (:attr:`~molpeg_plugins.csv_records.CsvRecords.values` gives a column's
+        The records (:attr:`~molpeg_plugins.pipeline.csv_records.CsvRecords.values` gives a column's
         fields) and the resolved SMILES column name.
 
     Raises:
@@ -90,7 +90,7 @@ def read_records(
 
 def usable_smiles(smiles: str) -> bool:
     """Whether ``smiles`` is non-empty and would not be misread by RDKit (no inner whitespace,
-    only ASCII; see :func:`molpeg_plugins.data.smiles_text_problem`)."""
+    only ASCII; see :func:`molpeg_plugins.pipeline.data.smiles_text_problem`)."""
     text = smiles.strip()
     return bool(text) and not smiles_text_problem(text)
 
@@ -289,7 +289,7 @@ class SourceSelection:
 
 def kept_count(num: int, keep: float) -> int:
     """Rows kept out of ``num`` for a kept fraction ``keep`` (the ``num_kept`` rounding rule)."""
-    from molpeg_plugins.config import num_kept
+    from molpeg_plugins.engine.config import num_kept
 
     return num_kept(num, 1.0 - keep)
 

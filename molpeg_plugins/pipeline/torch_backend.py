@@ -1,11 +1,12 @@
 """The built-in ``torch`` backend: an MLP on Morgan fingerprints, trained in plain PyTorch.
 
 It needs no chemistry framework besides RDKit, trains in seconds on a CPU, and exercises the
-whole pruning engine (:class:`~molpeg_plugins.pruner.Pruner`, :class:`~molpeg_plugins.scoring.
-EMAReference`), so ``molpeg prune`` works and can be tested without Chemprop or DeepChem.
+whole pruning engine (:class:`~molpeg_plugins.engine.pruner.Pruner`,
+:class:`~molpeg_plugins.engine.scoring.EMAReference`), so ``molpeg prune`` works and can be
+tested without Chemprop or DeepChem.
 
 Training, model selection and resume are the driver's
-(:class:`~molpeg_plugins.training.EpochBackend`); this module supplies the model: features,
+(:class:`~molpeg_plugins.pipeline.training.EpochBackend`); this module supplies the model: features,
 one epoch of training, predictions and the ``model.pt`` file.
 """
 
@@ -18,15 +19,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from molpeg_plugins.atomic import torch_save
-from molpeg_plugins.backend import Backend, FitJob
-from molpeg_plugins.checkpoints import safe_load
+from molpeg_plugins.engine.pruner import Pruner
+from molpeg_plugins.engine.scoring import EMAReference, masked_sample_loss
 from molpeg_plugins.errors import MolPegError
 from molpeg_plugins.hookspecs import hookimpl
-from molpeg_plugins.pruner import Pruner
-from molpeg_plugins.scoring import EMAReference, masked_sample_loss
-from molpeg_plugins.torch_training import TorchEpochModel, batches, unreduced_loss
-from molpeg_plugins.training import MODEL_FILE, EpochBackend, load_matching_weights
+from molpeg_plugins.pipeline.atomic import torch_save
+from molpeg_plugins.pipeline.backend import Backend, FitJob
+from molpeg_plugins.pipeline.checkpoints import safe_load
+from molpeg_plugins.pipeline.torch_training import TorchEpochModel, batches, unreduced_loss
+from molpeg_plugins.pipeline.training import MODEL_FILE, EpochBackend, load_matching_weights
 
 MODEL_KIND = "molpeg-torch-mlp"
 

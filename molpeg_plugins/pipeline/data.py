@@ -1,8 +1,8 @@
 """CSV → validated molecules: column and label checks, RDKit parsing, scaffolds, splits.
 
-The file is read by :mod:`molpeg_plugins.csv_records`, which keeps the *original text* of
+The file is read by :mod:`molpeg_plugins.pipeline.csv_records`, which keeps the *original text* of
 every data record, so that ``pruned.csv`` can repeat the kept rows byte for byte; pandas
-parses the values (:attr:`~molpeg_plugins.csv_records.CsvRecords.frame`).
+parses the values (:attr:`~molpeg_plugins.pipeline.csv_records.CsvRecords.frame`).
 
 Rows are numbered from 0 in file order, header excluded (``row 0`` is the first molecule);
 messages also give the 1-based line of the file.
@@ -17,22 +17,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-# CsvRecords, read_records, read_text, check_column, MISSING_TOKENS, the quoting checks and
-# DataError were defined here before the one CSV module; they stay importable from here.
-from molpeg_plugins.csv_records import MISSING_TOKENS as MISSING_TOKENS
-from molpeg_plugins.csv_records import CsvRecords as CsvRecords
-from molpeg_plugins.csv_records import check_column as check_column
-from molpeg_plugins.csv_records import csv_error_message as csv_error_message
-from molpeg_plugins.csv_records import ends_in_open_quote as ends_in_open_quote
-from molpeg_plugins.csv_records import is_missing
-from molpeg_plugins.csv_records import quote_merge_problem as quote_merge_problem
-from molpeg_plugins.csv_records import read_records as read_records
-from molpeg_plugins.csv_records import read_text as read_text
+from molpeg_plugins.engine.strategies.base import TaskType
 from molpeg_plugins.errors import ConfigError
 from molpeg_plugins.errors import DataError as DataError
-from molpeg_plugins.strategies.base import TaskType
 
-BUNDLED_DATASET = Path(__file__).parent / "data" / "bbbp.csv"
+# CsvRecords, read_records, read_text, check_column, MISSING_TOKENS, the quoting checks and
+# DataError were defined here before the one CSV module; they stay importable from here.
+from molpeg_plugins.pipeline.csv_records import MISSING_TOKENS as MISSING_TOKENS
+from molpeg_plugins.pipeline.csv_records import CsvRecords as CsvRecords
+from molpeg_plugins.pipeline.csv_records import check_column as check_column
+from molpeg_plugins.pipeline.csv_records import csv_error_message as csv_error_message
+from molpeg_plugins.pipeline.csv_records import ends_in_open_quote as ends_in_open_quote
+from molpeg_plugins.pipeline.csv_records import is_missing
+from molpeg_plugins.pipeline.csv_records import quote_merge_problem as quote_merge_problem
+from molpeg_plugins.pipeline.csv_records import read_records as read_records
+from molpeg_plugins.pipeline.csv_records import read_text as read_text
+
+BUNDLED_DATASET = Path(__file__).parents[1] / "data" / "bbbp.csv"
 """The dataset ``molpeg prune`` uses when no file is given: BBBP (2,050 molecules)."""
 
 

@@ -27,12 +27,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from molpeg_plugins.engine.strategies.base import Selection, Strategy, StrategyList, random_k, top_k
 from molpeg_plugins.errors import ConfigError
 from molpeg_plugins.hookspecs import hookimpl
-from molpeg_plugins.strategies.base import Selection, Strategy, StrategyList, random_k, top_k
 
 if TYPE_CHECKING:
-    from molpeg_plugins.scorebook import ScoreBook
+    from molpeg_plugins.engine.scorebook import ScoreBook
 
 _CLASSIFICATION = frozenset({"classification"})
 _EPS = 1e-12

@@ -179,7 +179,7 @@ def plot_fits(
     import matplotlib as mpl
     from matplotlib.figure import Figure
 
-    from molpeg_plugins.atomic import atomic_path
+    from molpeg_plugins.pipeline.atomic import atomic_path
 
     fig = Figure(figsize=(6.4, 4.4))
     ax = fig.subplots()
@@ -214,7 +214,7 @@ def write_fits_csv(path: str | Path, fits: Sequence[PowerLawFit]) -> None:
     """Write the fits as CSV, atomically."""
     import io
 
-    from molpeg_plugins.atomic import write_text
+    from molpeg_plugins.pipeline.atomic import write_text
 
     keys = list(PowerLawFit.__dataclass_fields__)
     buf = io.StringIO(newline="")

@@ -1,7 +1,7 @@
 """The output folder of ``molpeg prune``: checks, staging and the all-at-once result set.
 
 A run never writes its results straight into the output folder. The backend's model and
-every file of :func:`~molpeg_plugins.report.write_report` go into the staging folder
+every file of :func:`~molpeg_plugins.pipeline.report.write_report` go into the staging folder
 ``OUTPUT/.molpeg-staging/``; only when all of them are written does :func:`commit` move them
 into place, ``report.json`` last. ``report.json`` is the completion marker: a folder that has
 it holds one complete result set, all from the same run. A run killed at any moment leaves
@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from molpeg_plugins.atomic import is_temporary, remove_stale_temporaries
 from molpeg_plugins.errors import ConfigError, MolPegError
+from molpeg_plugins.pipeline.atomic import is_temporary, remove_stale_temporaries
 
 STAGING = ".molpeg-staging"
 MARKER = "report.json"
@@ -198,7 +198,7 @@ def _listed_files(report: dict[str, Any]) -> list[str]:
 
 def _old_results(output: Path) -> set[str]:
     """Result files of a previous run in ``output``: the known names and its listed plots."""
-    from molpeg_plugins.report import PLOTS
+    from molpeg_plugins.pipeline.report import PLOTS
 
     names = {*RESULT_FILES, *(f"{PLOTS_DIR}/{p}" for p in PLOTS)}
     with contextlib.suppress(OSError, ValueError):  # no old report, or a damaged one

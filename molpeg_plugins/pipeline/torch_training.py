@@ -1,4 +1,4 @@
-"""The :class:`~molpeg_plugins.training.EpochModel` of a ``torch.nn.Module``.
+"""The :class:`~molpeg_plugins.pipeline.training.EpochModel` of a ``torch.nn.Module``.
 
 :class:`TorchEpochModel` trains any module that maps per-molecule input tensors to one
 output per task (logits for classification, values for regression) with the training
@@ -17,13 +17,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from molpeg_plugins.atomic import torch_save
-from molpeg_plugins.backend import BATCH_PROGRESS, FitJob
-from molpeg_plugins.scoring import masked_sample_loss
-from molpeg_plugins.training import EpochModel
+from molpeg_plugins.engine.scoring import masked_sample_loss
+from molpeg_plugins.pipeline.atomic import torch_save
+from molpeg_plugins.pipeline.backend import BATCH_PROGRESS, FitJob
+from molpeg_plugins.pipeline.training import EpochModel
 
 if TYPE_CHECKING:
-    from molpeg_plugins.pruner import Pruner
+    from molpeg_plugins.engine.pruner import Pruner
 
 
 def unreduced_loss(task: str, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -43,11 +43,11 @@ def batches(order: torch.Tensor, batch_size: int, progress: Any) -> Iterator[tor
 
 
 class TorchEpochModel(EpochModel):
-    """An :class:`~molpeg_plugins.training.EpochModel` of a ``torch.nn.Module``.
+    """An :class:`~molpeg_plugins.pipeline.training.EpochModel` of a ``torch.nn.Module``.
 
     A subclass sets, in its ``__init__``, ``job``, ``net`` (the module), ``optimizer`` and, for
     a strategy that needs one (MolPeg's), ``reference`` (an
-    :class:`~molpeg_plugins.scoring.EMAReference` of ``net``), and implements :meth:`inputs`.
+    :class:`~molpeg_plugins.engine.scoring.EMAReference` of ``net``), and implements :meth:`inputs`.
     The model file is ``{"state_dict": net's weights}``.
     """
 

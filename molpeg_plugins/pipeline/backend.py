@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from molpeg_plugins.config import PruneConfig
+from molpeg_plugins.engine.config import PruneConfig
+from molpeg_plugins.engine.strategies.base import TaskType
 from molpeg_plugins.errors import MolPegError
-from molpeg_plugins.strategies.base import TaskType
 
 if TYPE_CHECKING:
-    from molpeg_plugins.data import MoleculeTable
+    from molpeg_plugins.pipeline.data import MoleculeTable
 
 
 Advance = Callable[[int], None]
@@ -126,7 +126,7 @@ class FitJob:
         """A job on the valid molecules of ``table``.
 
         ``split`` holds the train, validation and test positions into ``table.valid_rows``
-        (as :func:`~molpeg_plugins.data.split_positions` returns them); ``options`` are the
+        (as :func:`~molpeg_plugins.pipeline.data.split_positions` returns them); ``options`` are the
         remaining :class:`FitJob` fields.
         """
         valid = table.valid_rows
@@ -153,7 +153,7 @@ class FitResult:
         metric_name: the model-selection metric (``"roc_auc"`` or ``"rmse"``).
         best_epoch: epoch of the best validation metric (the reported model).
         val_metrics, test_metrics: metrics of that model on validation and test molecules.
-        history: one row per epoch (:meth:`~molpeg_plugins.training.EpochRecord.as_row`):
+        history: one row per epoch (:meth:`~molpeg_plugins.pipeline.training.EpochRecord.as_row`):
             ``epoch``, ``num_kept``, ``train_loss``, the validation metrics (``val_*``) and the
             score statistics (``score_*``).
         pruner_state: :meth:`Pruner.state_dict` at the end of training.
@@ -240,8 +240,9 @@ class Backend(ABC):
 
     Subclasses set ``name``, ``description`` and ``requires`` (the distributions that must
     be importable) and implement :meth:`fit`, usually by deriving from
-    :class:`~molpeg_plugins.training.EpochBackend`, whose training driver implements it around
-    the backend's :class:`~molpeg_plugins.training.EpochModel`. They are made known through the
+    :class:`~molpeg_plugins.pipeline.training.EpochBackend`, whose training driver implements it
+    around the backend's :class:`~molpeg_plugins.pipeline.training.EpochModel`. They are made
+    known through the
     ``molpeg_register_backends`` hook and must import their framework lazily, inside
     :meth:`fit` (or ``build``), so that listing backends never fails.
     """

@@ -2,8 +2,9 @@
 
 :class:`PruneOptions` holds what a user chooses for a run (data, split, model, pruning,
 output); :func:`run_prune` checks them, reads and splits the data, hands one
-:class:`~molpeg_plugins.backend.FitJob` to the backend and writes the outputs
-(:mod:`molpeg_plugins.report`) into the output folder, all at once (:mod:`molpeg_plugins.outputs`).
+:class:`~molpeg_plugins.pipeline.backend.FitJob` to the backend and writes the outputs
+(:mod:`molpeg_plugins.pipeline.report`) into the output folder, all at once
+(:mod:`molpeg_plugins.pipeline.outputs`).
 
 What a run reports goes to its *observers*. Each observer is registered on the run's own
 plugin manager, so it receives the observer hooks of :mod:`molpeg_plugins.hookspecs`
@@ -24,13 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from molpeg_plugins import outputs
-from molpeg_plugins.backend import Advance, Backend, FitJob, FitResult
 from molpeg_plugins.errors import ConfigError
+from molpeg_plugins.pipeline import outputs
+from molpeg_plugins.pipeline.backend import Advance, Backend, FitJob, FitResult
 
 if TYPE_CHECKING:
-    from molpeg_plugins.data import MoleculeTable
-    from molpeg_plugins.strategies.base import Strategy
+    from molpeg_plugins.engine.strategies.base import Strategy
+    from molpeg_plugins.pipeline.data import MoleculeTable
 
 BUNDLED_DEFAULTS = {"smiles_column": "smiles", "target_columns": ["p_np"], "task": "classification"}
 """Label columns and task of the bundled BBBP dataset (used when ``data`` is ``None``)."""
@@ -56,7 +57,7 @@ class PruneOptions:
         prune_ratio: fraction of the training set removed per pruned epoch, in ``[0, 1)``.
         strategy: registered pruning strategy name.
         strategy_options: the strategy's options as ``KEY=VALUE`` strings (see
-            :meth:`Strategy.parse_options <molpeg_plugins.strategies.base.Strategy.parse_options>`).
+            :meth:`Strategy.parse_options`).
         epochs: training epochs.
         seed: seed of the split, model and pruning.
         pretrained: checkpoint to fine-tune from; ``None`` is the backend's bundled one.
@@ -111,7 +112,7 @@ class PruneRun:
 
     Attributes:
         report: the contents of ``report.json``.
-        result: the backend's :class:`~molpeg_plugins.backend.FitResult`.
+        result: the backend's :class:`~molpeg_plugins.pipeline.backend.FitResult`.
         output: the output folder, now holding the complete result set.
     """
 
@@ -226,7 +227,7 @@ def check_pretrained(path: Path | None, trust: bool, pm: Any) -> None:
     if not path.is_file():
         raise ConfigError(f"--pretrained {path}: no such file; check the path to the checkpoint")
     if not trust:
-        from molpeg_plugins.checkpoints import vet_checkpoint
+        from molpeg_plugins.pipeline.checkpoints import vet_checkpoint
 
         vet_checkpoint(path, plugin_manager=pm)
 
@@ -260,7 +261,7 @@ def default_warmup_epochs(
 
 def load_table(options: PruneOptions, observers: Sequence[object] = ()) -> MoleculeTable:
     """Read and validate the molecules of ``options.data`` (the bundled BBBP set if ``None``)."""
-    from molpeg_plugins.data import BUNDLED_DATASET, load_molecules
+    from molpeg_plugins.pipeline.data import BUNDLED_DATASET, load_molecules
 
     show = _Broadcast(observers)
     bundled = options.data is None
@@ -301,11 +302,11 @@ def run_prune(
             read, and the result set is moved into ``options.output`` only when complete.
         OSError: the input is unreadable or the output folder unwritable.
     """
-    from molpeg_plugins.config import PruneConfig
-    from molpeg_plugins.data import BUNDLED_DATASET, parse_split_sizes, split_positions
+    from molpeg_plugins.engine.config import PruneConfig
+    from molpeg_plugins.pipeline.data import BUNDLED_DATASET, parse_split_sizes, split_positions
+    from molpeg_plugins.pipeline.report import RunLayout, cross_split_duplicates, write_report
+    from molpeg_plugins.pipeline.sanity import check_schedule, fit_checked, split_notes
     from molpeg_plugins.plugins import make_plugin_manager
-    from molpeg_plugins.report import RunLayout, cross_split_duplicates, write_report
-    from molpeg_plugins.sanity import check_schedule, fit_checked, split_notes
 
     started = time.perf_counter()
     show = _Broadcast(observers)

@@ -4,7 +4,7 @@ A backend supplies only what is framework-specific, as an :class:`EpochModel` (b
 and its data, train one epoch, predict, save and restore its weights); an
 :class:`EpochBackend` hands that model to the driver, which owns the rest:
 
-* the epoch loop around the :class:`~molpeg_plugins.pruner.Pruner` (``start_epoch``, the
+* the epoch loop around the :class:`~molpeg_plugins.engine.pruner.Pruner` (``start_epoch``, the
   model's epoch, validation and ``molpeg_validation_end``, ``end_epoch``);
 * the per-epoch history, one :class:`EpochRecord` per epoch;
 * model selection: the epoch with the best validation metric (:func:`selection_metric`);
@@ -12,7 +12,7 @@ and its data, train one epoch, predict, save and restore its weights); an
   epoch and checked against :func:`run_fingerprint` on ``--resume``; it holds the model's
   training state, the pruner, the history, the best epoch and the random generators
   (:func:`capture_rng`), so a resumed run reproduces the uninterrupted one;
-* the :class:`~molpeg_plugins.backend.FitResult` (:func:`fit_result`).
+* the :class:`~molpeg_plugins.pipeline.backend.FitResult` (:func:`fit_result`).
 
 A backend whose framework runs its own loop (the Chemprop backend drives a Lightning
 ``Trainer``) uses these parts without :class:`EpochBackend`.
@@ -30,11 +30,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from molpeg_plugins.backend import Backend, FitJob, FitResult, evaluate, improves
 from molpeg_plugins.errors import ConfigError
+from molpeg_plugins.pipeline.backend import Backend, FitJob, FitResult, evaluate, improves
 
 if TYPE_CHECKING:
-    from molpeg_plugins.pruner import Pruner
+    from molpeg_plugins.engine.pruner import Pruner
 
 RESUME_FILE = "resume.pt"
 """The resume state the driver writes to the job's work folder after every epoch."""
@@ -52,7 +52,7 @@ def run_fingerprint(job: FitJob, backend: str) -> str:
 
     The fields: the backend name, the molecules (SMILES), the training and validation split,
     the labels, the task, ``epochs``, ``batch_size``, ``learning_rate``, ``seed``,
-    ``pretrained`` and every pruning option (:class:`~molpeg_plugins.config.PruneConfig`).
+    ``pretrained`` and every pruning option (:class:`~molpeg_plugins.engine.config.PruneConfig`).
     """
     h = hashlib.sha256()
     for part in (
@@ -202,7 +202,7 @@ def fit_result(
     model_path: Path | None,
     versions: dict[str, str],
 ) -> FitResult:
-    """The :class:`~molpeg_plugins.backend.FitResult` of a finished run of ``pruner``."""
+    """The :class:`~molpeg_plugins.pipeline.backend.FitResult` of a finished run of ``pruner``."""
     return FitResult(
         metric_name=selection_metric(job.task)[0],
         best_epoch=int(best_epoch),
@@ -252,7 +252,7 @@ class EpochModel(ABC):
         """Train one epoch on ``pruner.sampler``'s molecules; return the mean training loss.
 
         Each batch goes through ``pruner.loss`` (or ``pruner.record``); report every batch to
-        ``job.progress`` under :data:`~molpeg_plugins.backend.BATCH_PROGRESS`.
+        ``job.progress`` under :data:`~molpeg_plugins.pipeline.backend.BATCH_PROGRESS`.
         """
 
     @abstractmethod
@@ -299,9 +299,9 @@ class _Best:
 class EpochBackend(Backend):
     """A backend trained by the driver: a subclass implements :meth:`build`.
 
-    :meth:`fit` runs the epoch loop around the job's :class:`~molpeg_plugins.pruner.Pruner`,
+    :meth:`fit` runs the epoch loop around the job's :class:`~molpeg_plugins.engine.pruner.Pruner`,
     validates after every epoch, keeps the best validation epoch's weights, writes the resume
-    state and returns the :class:`~molpeg_plugins.backend.FitResult`.
+    state and returns the :class:`~molpeg_plugins.pipeline.backend.FitResult`.
     """
 
     @abstractmethod
@@ -312,9 +312,9 @@ class EpochBackend(Backend):
         """Train ``build(job, pruner)`` with pruning and report the best validation epoch."""
         import torch
 
-        from molpeg_plugins.atomic import torch_save
-        from molpeg_plugins.checkpoints import load_resume_state
-        from molpeg_plugins.pruner import Pruner
+        from molpeg_plugins.engine.pruner import Pruner
+        from molpeg_plugins.pipeline.atomic import torch_save
+        from molpeg_plugins.pipeline.checkpoints import load_resume_state
 
         pm = job.plugin_manager
         work = Path(job.work_dir)
@@ -403,7 +403,7 @@ class EpochBackend(Backend):
 
 
 def _metrics(job: FitJob, model: EpochModel, rows: np.ndarray) -> dict[str, float]:
-    """:func:`~molpeg_plugins.backend.evaluate` of the model on the molecules ``rows``."""
+    """:func:`~molpeg_plugins.pipeline.backend.evaluate` of the model on the molecules ``rows``."""
     if not len(rows):
         return {}
     targets = np.asarray(job.targets, dtype=np.float64)[np.asarray(rows, dtype=np.int64)]

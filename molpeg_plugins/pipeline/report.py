@@ -1,6 +1,6 @@
 """The outputs of ``molpeg prune``: pruned data, per-row scores, report and plots.
 
-Every file goes through :mod:`molpeg_plugins.atomic`, so an interrupted run leaves either
+Every file goes through :mod:`molpeg_plugins.pipeline.atomic`, so an interrupted run leaves either
 the previous file or the complete new one.
 
 Files written into the output folder:
@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from molpeg_plugins.atomic import atomic_path, write_json
-from molpeg_plugins.backend import FitResult
-from molpeg_plugins.data import MoleculeTable
+from molpeg_plugins.pipeline.atomic import atomic_path, write_json
+from molpeg_plugins.pipeline.backend import FitResult
+from molpeg_plugins.pipeline.data import MoleculeTable
 
 PLOTS = ("score_histogram.png", "kept_fraction.png", "metric.png", "scaffold_kept_fraction.png")
 TOP_SCAFFOLDS = 12
@@ -49,7 +49,7 @@ class RunLayout:
 
     @property
     def split(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(train, val, test)``: the split a :class:`~molpeg_plugins.backend.FitJob` is
+        """``(train, val, test)``: the split a :class:`~molpeg_plugins.pipeline.backend.FitJob` is
         built from (:meth:`FitJob.from_table`), so that a run states its split once."""
         return self.train, self.val, self.test
 
@@ -141,7 +141,7 @@ def epoch_history(history: list[dict[str, float]]) -> list[dict[str, Any]]:
 
 def write_pruned_csv(path: Path, table: MoleculeTable, rows: np.ndarray) -> None:
     """Write the header and the records ``rows`` exactly as they are in the input file
-    (:meth:`~molpeg_plugins.csv_records.CsvRecords.write_subset`)."""
+    (:meth:`~molpeg_plugins.pipeline.csv_records.CsvRecords.write_subset`)."""
     table.csv.write_subset(path, rows)
 
 

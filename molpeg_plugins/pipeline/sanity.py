@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from molpeg_plugins.backend import Backend, FitJob, FitResult, TrainingDiverged
-from molpeg_plugins.config import PruneConfig
+from molpeg_plugins.engine.config import PruneConfig
 from molpeg_plugins.errors import ConfigError
 from molpeg_plugins.hookspecs import hookimpl
+from molpeg_plugins.pipeline.backend import Backend, FitJob, FitResult, TrainingDiverged
 
 if TYPE_CHECKING:
-    from molpeg_plugins.data import MoleculeTable
+    from molpeg_plugins.pipeline.data import MoleculeTable
 
 ADVICE = "lower --learning-rate, or check the labels for extreme values"
 _LOSS_LIKE = ("rmse", "mae", "mse", "loss")
@@ -36,7 +36,7 @@ class TrainingWatch:
     :data:`MIN_R2` counts as diverged too (finite predictions of ``1e23`` for labels near 0).
     Classification metrics
     are not checked here (a ROC-AUC is legitimately ``nan`` for a one-class split); their
-    non-finite predictions are caught by :func:`~molpeg_plugins.backend.evaluate`.
+    non-finite predictions are caught by :func:`~molpeg_plugins.pipeline.backend.evaluate`.
     """
 
     def __init__(self) -> None:

@@ -6,8 +6,8 @@ from typing import Any
 
 from torch import nn
 
+from molpeg_plugins.engine.scoring import ParameterFilter, detached_copy, ema_update_
 from molpeg_plugins.hookspecs import hookimpl
-from molpeg_plugins.scoring import ParameterFilter, detached_copy, ema_update_
 
 
 @hookimpl(trylast=True)

@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from molpeg_plugins.config import PruneConfig, num_kept
+from molpeg_plugins.engine.config import PruneConfig, num_kept
+from molpeg_plugins.engine.sampler import PruningSampler
+from molpeg_plugins.engine.scorebook import ScoreBook
+from molpeg_plugins.engine.strategies.base import Selection, Strategy
 from molpeg_plugins.errors import ConfigError
-from molpeg_plugins.sampler import PruningSampler
-from molpeg_plugins.scorebook import ScoreBook
-from molpeg_plugins.strategies.base import Selection, Strategy
 
 if TYPE_CHECKING:
     from molpeg_plugins.plugins import MolPegPluginManager
@@ -47,7 +47,7 @@ class Pruner:
 
     Epoch schedule (``E`` = ``total_epochs``): epochs ``0 … warmup_epochs−1`` and the last
     ``anneal_epochs`` visit every sample; the others visit the ``num_kept(N, r)`` samples the
-    strategy keeps (see :func:`molpeg_plugins.config.num_kept` for the rounding rule).
+    strategy keeps (see :func:`molpeg_plugins.engine.config.num_kept` for the rounding rule).
     A static strategy chooses its subset once, at the first pruned epoch.
 
     Args:
@@ -260,7 +260,7 @@ class Pruner:
         batch's reference loss to :meth:`record`/:meth:`loss` only when this is ``True``;
         without one, the batch is scored against each sample's last reference loss.
 
-        Given the :class:`~molpeg_plugins.scoring.EMAReference`, also ``False`` while it has
+        Given the :class:`~molpeg_plugins.engine.scoring.EMAReference`, also ``False`` while it has
         not been updated yet: before the first optimizer step it *is* the online model, and
         ``|ℓ − ℓ| = 0`` says nothing about a molecule. The molecules of such a batch stay
         unscored, so the first pruned epoch keeps them (instead of dropping them for good on

@@ -7,9 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from molpeg_plugins.errors import ConfigError
-from molpeg_plugins.hookspecs import hookimpl
-from molpeg_plugins.strategies.base import (
+from molpeg_plugins.engine.strategies.base import (
     Selection,
     Strategy,
     StrategyList,
@@ -17,9 +15,11 @@ from molpeg_plugins.strategies.base import (
     spearman,
     top_k,
 )
+from molpeg_plugins.errors import ConfigError
+from molpeg_plugins.hookspecs import hookimpl
 
 if TYPE_CHECKING:
-    from molpeg_plugins.scorebook import ScoreBook
+    from molpeg_plugins.engine.scorebook import ScoreBook
 
 STRATEGIES = StrategyList()
 """The built-in dynamic strategies, in registration order."""
