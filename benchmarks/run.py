@@ -225,6 +225,14 @@ def grid(tier: str, foundation: Path) -> list[Run]:
             for s in (0, 1, 2)
             for m in ("molpeg+head", "molpeg+head+hard0.5", "infobatch")
         ]
+        # the head reference against the paper's full-model reference on regression
+        runs += [
+            Run(LIPO, m, r, s, 10, foundation)
+            for r in (0.8, 0.6)
+            for s in (0, 1, 2)
+            for m in ("molpeg", "molpeg+head")
+            if (m, r) != ("molpeg+head", 0.8)
+        ]
         plan = [
             (0.9, random_),
             (0.8, random_),
