@@ -34,7 +34,21 @@ def test_options_are_validated() -> None:
     for bad in (0, -2, 1.5, True):
         with pytest.raises(ConfigError, match="reference_every"):
             PruneConfig(reference_every=bad)
-    assert PruneConfig().reference == "head" and PruneConfig().reference_every == 1
+    assert PruneConfig().reference == "auto" and PruneConfig().reference_every == 1
+
+
+def test_auto_reference_is_the_head_for_classification_and_the_model_otherwise() -> None:
+    from molpeg_plugins import Pruner
+    from molpeg_plugins.engine.config import resolve_reference
+
+    assert resolve_reference("auto", "classification") == "head"
+    assert resolve_reference("auto", "regression") == "model"
+    assert resolve_reference("auto", None) == "model"  # unknown task: the paper's rule
+    assert resolve_reference("head", "regression") == "head"
+    assert resolve_reference("model", "classification") == "model"
+    assert Pruner(10, task="regression").reference == "model"
+    assert Pruner(10, task="classification").reference == "head"
+    assert Pruner(10, reference="head", task="regression").reference == "head"
 
 
 def test_batches_without_reference_use_the_last_reference_loss() -> None:

@@ -14,8 +14,9 @@ The callback only coordinates; each piece of the training loop has its own modul
   validation and checkpointing — follows the pruned epoch length.
 * **Online loss** (:mod:`~molpeg_chemprop.capture`). The loss the training step computes
   anyway is kept as one value per molecule — no second online forward.
-* **Reference loss** (:mod:`~molpeg_chemprop.reference`): an EMA of the predictor (default,
-  ``reference="head"``) or of the whole MPNN (``reference="model"``), run every batch or,
+* **Reference loss** (:mod:`~molpeg_chemprop.reference`): an EMA of the predictor
+  (``reference="head"``, the default for classification) or of the whole MPNN
+  (``reference="model"``, the default for regression), run every batch or,
   with ``reference_every=k``, every k-th batch of a pruned epoch.
 * **Selection.** After the last training batch of an epoch (before validation and
   checkpointing, so checkpoints hold the next epoch's keep set) the pruner folds in the
@@ -172,7 +173,7 @@ class MolPegCallback(pl.Callback):
         if self.pruner.strategy.needs_reference and self._reference is None:
             self._reference = ChempropReference(
                 pl_module,
-                self.config.reference,
+                self.pruner.reference,
                 self.config.ema_momentum,
                 self.reference_parameters,
                 self.pm,

@@ -65,10 +65,11 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "prune_reference": (
         ("--prune-reference",),
         {
-            "choices": ("head", "model"),
-            "default": "head",
-            "help": "EMA reference: the FFN head on the shared fingerprint (default: a head "
-            "forward instead of a model forward) or the whole model (the paper's rule).",
+            "choices": ("auto", "head", "model"),
+            "default": "auto",
+            "help": "EMA reference: the FFN head on the shared fingerprint (a head forward "
+            "instead of a model forward), the whole model (the paper's rule), or auto "
+            "(default): head for classification, model for regression.",
         },
     ),
     "prune_reference_every": (

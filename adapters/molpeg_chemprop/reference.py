@@ -1,6 +1,7 @@
 """The reference model of a Chemprop run: an EMA of the whole MPNN or of its predictor.
 
-By default (``reference="head"``) the reference is an EMA of the predictor (FFN) only, run
+With ``reference="head"`` (what ``"auto"``, the default, is for classification) the
+reference is an EMA of the predictor (FFN) only, run
 under ``no_grad`` on the fingerprint the training step computed, so no second
 message-passing pass runs. With ``reference="model"`` (the paper's rule) it is an EMA of
 the whole MPNN with its own eval-mode forward per batch. Either follows the online model

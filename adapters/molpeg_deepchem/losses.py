@@ -117,14 +117,14 @@ def predictions(model: Any, outputs: Any) -> torch.Tensor | None:
     if pred is None:
         return None
     pred = pred.detach()
-    if pred.ndim == 3 and pred.shape[-1] == 2 and _is_classifier(model):
+    if pred.ndim == 3 and pred.shape[-1] == 2 and is_classifier(model):
         return pred[..., 1]
     if pred.ndim == 3 and pred.shape[-1] == 1:
         return pred[..., 0]
     return pred
 
 
-def _is_classifier(model: Any) -> bool:
+def is_classifier(model: Any) -> bool:
     loss = getattr(model, "loss", None)
     name = type(loss).__name__
     return "CrossEntropy" in name or getattr(model, "mode", None) == "classification"

@@ -28,6 +28,7 @@ from molpeg_deepchem.dataset import BatchInfo, PrunedDataset
 from molpeg_deepchem.losses import (
     as_list,
     expand_weights,
+    is_classifier,
     loss_outputs,
     named_output,
     predictions,
@@ -87,12 +88,13 @@ class MolPegDeepChem:
             total_epochs=epochs,
             device=model.device,
             plugin_manager=self.pm,
+            task="classification" if is_classifier(model) else "regression",
             **overrides,
         )
         self.reference: EMAReference | None = None
-        self.head_only = self.pruner.config.reference == "head" and _has_head(model)
+        self.head_only = self.pruner.reference == "head" and _has_head(model)
         if self.pruner.strategy.needs_reference:
-            if self.pruner.config.reference == "head" and not self.head_only:
+            if self.pruner.reference == "head" and not self.head_only:
                 warnings.warn(
                     f"{type(model).__name__} has no output_layer fed by an 'embedding' output "
                     "(as MultitaskClassifier/MultitaskRegressor have): MolPeg uses the "

@@ -66,6 +66,7 @@ class Device(str, Enum):
 class Reference(str, Enum):
     """What MolPeg's EMA reference averages (see :attr:`PruneConfig.reference`)."""
 
+    auto = "auto"
     head = "head"
     model = "model"
 
@@ -146,9 +147,10 @@ def prune(
     ),
     ema_momentum: float = typer.Option(0.5, help="β of MolPeg's EMA reference, in [0, 1]."),
     reference: Reference = typer.Option(
-        Reference.head,
+        Reference.auto,
         help="MolPeg's EMA reference: its head on the shared embedding (a head forward "
-        "instead of a model forward) or the whole model (the paper's rule).",
+        "instead of a model forward), the whole model (the paper's rule), or auto: head "
+        "for classification, model for regression.",
     ),
     reference_every: int = typer.Option(
         1, min=1, help="Run the reference on every k-th batch of a pruned epoch."
@@ -217,7 +219,7 @@ def prune(
 def _reference_note(parameters: dict[str, Any]) -> str:
     """`` (model reference, reference every 4 batches)`` when not the default reference."""
     parts = []
-    if parameters.get("reference", "head") != "head":
+    if parameters.get("reference", "auto") not in ("auto", "head"):
         parts.append(f"{parameters['reference']} reference")
     if parameters.get("reference_every", 1) != 1:
         parts.append(f"reference every {parameters['reference_every']} batches")

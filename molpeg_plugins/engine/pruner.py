@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from molpeg_plugins.engine.config import PruneConfig, num_kept
+from molpeg_plugins.engine.config import PruneConfig, num_kept, resolve_reference
 from molpeg_plugins.engine.sampler import PruningSampler
 from molpeg_plugins.engine.scorebook import ScoreBook
 from molpeg_plugins.engine.strategies.base import Selection, Strategy
@@ -139,6 +139,15 @@ class Pruner:
         # As InfoBatch: prune while epoch < (1 − δ)·E, i.e. anneal E − ceil((1 − δ)·E) epochs.
         fraction = self.strategy.default_anneal_fraction
         return total_epochs - math.ceil((1.0 - fraction) * total_epochs) if fraction else 0
+
+    @property
+    def reference(self) -> str:
+        """The EMA reference adapters build: ``"head"`` or ``"model"``.
+
+        :attr:`PruneConfig.reference` resolved for the pruner's task
+        (:func:`~molpeg_plugins.engine.config.resolve_reference`).
+        """
+        return resolve_reference(self.config.reference, self.task)
 
     @property
     def num_kept(self) -> int:

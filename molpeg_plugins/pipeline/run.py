@@ -69,7 +69,8 @@ class PruneOptions:
         batch_size: training batch size.
         learning_rate: peak learning rate; ``None`` is the backend's.
         ema_momentum: β of MolPeg's EMA reference, in ``[0, 1]``.
-        reference: MolPeg's EMA reference: ``"head"`` or ``"model"``.
+        reference: MolPeg's EMA reference: ``"auto"``, ``"head"`` or ``"model"`` (see
+            :attr:`PruneConfig.reference <molpeg_plugins.engine.config.PruneConfig>`).
         reference_every: run the reference on every k-th batch of a pruned epoch.
         warmup_epochs: leading epochs on the full data; ``None`` is
             :func:`default_warmup_epochs`.
@@ -98,7 +99,7 @@ class PruneOptions:
     batch_size: int = 64
     learning_rate: float | None = None
     ema_momentum: float = 0.5
-    reference: str = "head"
+    reference: str = "auto"
     reference_every: int = 1
     warmup_epochs: int | None = None
     resume: bool = False
@@ -302,7 +303,7 @@ def run_prune(
             read, and the result set is moved into ``options.output`` only when complete.
         OSError: the input is unreadable or the output folder unwritable.
     """
-    from molpeg_plugins.engine.config import PruneConfig
+    from molpeg_plugins.engine.config import PruneConfig, resolve_reference
     from molpeg_plugins.pipeline.data import BUNDLED_DATASET, parse_split_sizes, split_positions
     from molpeg_plugins.pipeline.report import RunLayout, cross_split_duplicates, write_report
     from molpeg_plugins.pipeline.sanity import check_schedule, fit_checked, split_notes
@@ -416,7 +417,7 @@ def run_prune(
         **({"strategy_options": config.strategy_options} if config.strategy_options else {}),
         "prune_ratio": config.prune_ratio,
         "ema_momentum": config.ema_momentum,
-        "reference": config.reference,
+        "reference": resolve_reference(config.reference, table.task),
         "reference_every": config.reference_every,
         "warmup_epochs": config.warmup_epochs,
         "epochs": job.epochs,

@@ -117,7 +117,7 @@ class FingerprintMLPModel(TorchEpochModel):
             _load_pretrained(self.net, job)
         self.net.to(device)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=job.learning_rate or 1e-3)
-        self.head_only = job.config.reference == "head"
+        self.head_only = pruner.reference == "head"
         self.reference = (
             EMAReference(
                 self._reference_source(), job.config.ema_momentum, plugin_manager=pruner.pm
