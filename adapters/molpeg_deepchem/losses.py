@@ -125,6 +125,7 @@ def predictions(model: Any, outputs: Any) -> torch.Tensor | None:
 
 
 def is_classifier(model: Any) -> bool:
+    """Whether a DeepChem model classifies (a cross-entropy loss, or ``mode`` classification)."""
     loss = getattr(model, "loss", None)
     name = type(loss).__name__
     return "CrossEntropy" in name or getattr(model, "mode", None) == "classification"
