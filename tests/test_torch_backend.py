@@ -48,11 +48,8 @@ def make_job(path: Path, work: Path, targets=None, **config) -> FitJob:
 
 
 @pytest.fixture(scope="module")
-def bbbp300(tmp_path_factory) -> Path:
-    src = Path(__file__).parent / "data" / "bbbp_1k.csv"
-    dst = tmp_path_factory.mktemp("d") / "bbbp300.csv"
-    dst.write_bytes(b"".join(src.read_bytes().splitlines(keepends=True)[:301]))
-    return dst
+def bbbp300(csv_head) -> Path:
+    return csv_head("bbbp_1k.csv", 300)
 
 
 def test_molpeg_run_prunes_learns_and_reports(bbbp300: Path, tmp_path: Path):

@@ -70,11 +70,8 @@ def job(data: Path, work: Path, **config) -> FitJob:
 
 
 @pytest.fixture(scope="module")
-def bbbp200(tmp_path_factory) -> Path:
-    src = Path(__file__).parent / "data" / "bbbp_1k.csv"
-    dst = tmp_path_factory.mktemp("d") / "bbbp200.csv"
-    dst.write_bytes(b"".join(src.read_bytes().splitlines(keepends=True)[:201]))
-    return dst
+def bbbp200(csv_head) -> Path:
+    return csv_head("bbbp_1k.csv", 200)
 
 
 @pytest.mark.usefixtures("one_torch_thread")

@@ -27,7 +27,8 @@ The callback only coordinates; each piece of the training loop has its own modul
 * **Logging and history** (:mod:`~molpeg_chemprop.history`). ``molpeg/num_kept`` and
   ``molpeg/score_*`` go to the Lightning logger once per epoch; :attr:`MolPegCallback.history`
   joins the pruner's history with the loop's per-epoch facts.
-* **Checkpoints** (:mod:`~molpeg_chemprop.state`): pruner, reference, RNG and loop facts.
+* **Checkpoints**: pruner, reference, RNG (:func:`~molpeg_plugins.pipeline.training.capture_rng`)
+  and loop facts.
 
 The few private Lightning and Chemprop attributes this needs are used only in
 :mod:`~molpeg_chemprop.internals`, which checks the installed versions.
@@ -49,9 +50,9 @@ from molpeg_chemprop.losses import check_per_sample_criterion
 from molpeg_chemprop.predictor import probabilities, task_of
 from molpeg_chemprop.reference import ChempropReference
 from molpeg_chemprop.schedule import has_noam, planned_steps, resize_noam
-from molpeg_chemprop.state import rng_state, set_rng_state
 from molpeg_plugins import EMAReference, PruneConfig, Pruner
 from molpeg_plugins.errors import MolPegError
+from molpeg_plugins.pipeline.training import capture_rng, restore_rng
 from molpeg_plugins.plugins import get_plugin_manager
 
 
@@ -192,7 +193,7 @@ class MolPegCallback(pl.Callback):
         if has_noam(trainer, pl_module):
             resize_noam(trainer, pl_module, self.planned_steps(trainer))
         if "rng" in self._restored:
-            set_rng_state(self._restored.pop("rng"))
+            restore_rng(self._restored.pop("rng"))
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Give the model back its own criterion."""
@@ -296,7 +297,7 @@ class MolPegCallback(pl.Callback):
 
     def state_dict(self) -> dict[str, Any]:
         """Pruner, reference, RNG state and loop facts, saved in Lightning checkpoints."""
-        state: dict[str, Any] = {"rng": rng_state(), "history": self._records.state_dict()}
+        state: dict[str, Any] = {"rng": capture_rng(), "history": self._records.state_dict()}
         if self.pruner is not None:
             state["pruner"] = self.pruner.state_dict()
         if self._reference is not None:
