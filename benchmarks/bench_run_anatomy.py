@@ -9,9 +9,13 @@ same prepared data (HIV-10k from ``benchmarks/run.py``), so their ratios come fr
 
     python benchmarks/bench_run_anatomy.py --epochs 10          # all configurations
     python benchmarks/bench_run_anatomy.py --only full,molpeg   # a subset
+    python benchmarks/bench_run_anatomy.py --ratio 0.4 --only soft-random,molpeg-head --repeat 3
+    python benchmarks/bench_run_anatomy.py --report             # the table from the CSV only
 
-The table is printed and one CSV row per run is appended to
-``benchmarks/results/run_anatomy.csv`` (with the load average before and after the run).
+One CSV row per run is appended to ``benchmarks/results/run_anatomy.csv`` (with the load
+average before and after the run, and the molecules and atoms the training epochs
+processed); the table, the mean of every run of each configuration in the CSV, is printed
+and written to ``benchmarks/results/run_anatomy.md``.
 """
 
 from __future__ import annotations
@@ -64,7 +68,12 @@ PHASES = [
     "test",
     "total",
 ]
-FIELDS = ["config", "ratio", "epochs", "rows", *PHASES, "load_before", "load_after", "finished"]
+# what the training epochs processed: molecules and atoms (the cost of a message-passing step
+# grows with the atoms of its batch, so a strategy that keeps larger molecules trains slower)
+COUNTS = ["molecules_trained", "atoms_trained"]
+FIELDS = [
+    "config", "ratio", "epochs", "rows", *PHASES, *COUNTS, "load_before", "load_after", "finished"
+]  # fmt: skip
 
 
 # --------------------------------------------------------------------------- child
@@ -72,7 +81,7 @@ FIELDS = ["config", "ratio", "epochs", "rows", *PHASES, "load_before", "load_aft
 
 def child(argv: list[str], out: Path) -> None:
     """Run ``chemprop train argv`` in this process with phase timers; write them to ``out``."""
-    clock: dict[str, float] = {p: 0.0 for p in PHASES}
+    clock: dict[str, float] = {p: 0.0 for p in [*PHASES, *COUNTS]}
     marks: dict[str, float] = {}
 
     def timed(name: str, fn: Any) -> Any:
@@ -105,6 +114,12 @@ def child(argv: list[str], out: Path) -> None:
 
         def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
             marks.setdefault("first_epoch", time.perf_counter())
+
+        def on_train_batch_start(
+            self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int
+        ) -> None:
+            clock["molecules_trained"] += len(batch.Y)
+            clock["atoms_trained"] += batch.bmg.V.shape[0]
 
         def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
             marks["val_start"] = time.perf_counter()
@@ -188,6 +203,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--ratio", type=float, default=0.6)
     parser.add_argument("--only", help="comma-separated configurations (default: all)")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="run the configurations this many times, interleaved"
+    )
+    parser.add_argument(
+        "--report", action="store_true", help="only rewrite the table from the CSV (no runs)"
+    )
     parser.add_argument("--child", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
@@ -200,10 +221,12 @@ def main() -> None:
     hiv = run.Dataset(**{**run.HIV.__dict__, "name": "HIV-10k", "subsample": 10_000})
     data = run.prepare(hiv)
     rows = sum(1 for _ in data.open()) - 1
-    names = args.only.split(",") if args.only else list(CONFIGS)
-    results = []
+    names = (args.only.split(",") if args.only else list(CONFIGS)) * args.repeat
+    if args.report:
+        names = []
     RESULTS.mkdir(parents=True, exist_ok=True)
     csv_path = RESULTS / "run_anatomy.csv"
+    upgrade_header(csv_path)
     for name in names:
         with tempfile.TemporaryDirectory(prefix="molpeg-anatomy-") as tmp:
             out = Path(tmp) / "phases.json"
@@ -227,11 +250,11 @@ def main() -> None:
             "epochs": args.epochs,
             "rows": rows,
             **{p: round(phases[p], 2) for p in PHASES},
+            **{c: int(phases[c]) for c in COUNTS},
             "load_before": round(load_before, 2),
             "load_after": round(os.getloadavg()[0], 2),
             "finished": datetime.now().isoformat(timespec="seconds"),
         }
-        results.append(row)
         new = not csv_path.exists()
         with csv_path.open("a", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=FIELDS)
@@ -239,11 +262,26 @@ def main() -> None:
                 writer.writeheader()
             writer.writerow(row)
         print(f"{name}: {wall:.1f} s", flush=True)
-    markdown = anatomy_markdown(results, args, rows)
+    markdown = anatomy_markdown(csv_path, args.epochs, rows)
     from molpeg_plugins.pipeline.atomic import write_text
 
     write_text(RESULTS / "run_anatomy.md", markdown)
     print(markdown)
+
+
+def upgrade_header(csv_path: Path) -> None:
+    """Rewrite an older ``run_anatomy.csv`` with today's columns (new ones left empty)."""
+    if not csv_path.exists():
+        return
+    with csv_path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames == FIELDS:
+            return
+        rows = list(reader)
+    from molpeg_plugins.pipeline.atomic import write_text
+
+    lines = [",".join(FIELDS)] + [",".join(row.get(k, "") or "" for k in FIELDS) for row in rows]
+    write_text(csv_path, "\n".join(lines) + "\n")
 
 
 LABELS = {
@@ -264,42 +302,90 @@ LABELS = {
 }
 
 
-def anatomy_markdown(results: list[dict[str, Any]], args: argparse.Namespace, rows: int) -> str:
-    """The phase table (seconds, and each run's total relative to the full-data run)."""
+def averaged(csv_path: Path, epochs: int) -> list[dict[str, Any]]:
+    """Every configuration and ratio of ``csv_path`` at ``epochs``: mean phases over its runs."""
+    import pandas as pd
+
+    frame = pd.read_csv(csv_path)
+    frame = frame[frame.epochs == epochs]
+    order = {name: i for i, name in enumerate(CONFIGS)}
+    groups = frame.groupby(["config", "ratio"], sort=False)
+    rows = []
+    for (config, ratio), group in groups:
+        row = {"config": config, "ratio": float(ratio), "runs": len(group)}
+        row.update({c: float(group[c].mean()) for c in [*PHASES, *COUNTS, "load_before"]})
+        row["load_max"] = float(group.load_before.max())
+        counted = group[group.atoms_trained > 0]  # runs that counted what they trained
+        row["katoms_per_s"] = float((counted.atoms_trained / counted.train).mean() / 1e3)
+        row["counted_runs"] = len(counted)
+        rows.append(row)
+    return sorted(rows, key=lambda r: (r["ratio"], order[r["config"]]))
+
+
+def anatomy_markdown(csv_path: Path, epochs: int, rows: int) -> str:
+    """The phase table at 60% pruned and the cost by ratio, from every quiet run in the CSV."""
     import platform
 
     import torch
 
-    names = [r["config"] for r in results]
+    runs = averaged(csv_path, epochs)
+    main_runs = [r for r in runs if r["ratio"] in (0.0, 0.6)]
+    names = [r["config"] for r in main_runs]
     lines = [
         "| phase (seconds) | " + " | ".join(f"`{n}`" for n in names) + " |",
         "|---" + "|---:" * len(names) + "|",
     ]
     for phase in PHASES:
         lines.append(
-            f"| {LABELS[phase]} | " + " | ".join(f"{r[phase]:.1f}" for r in results) + " |"
+            f"| {LABELS[phase]} | " + " | ".join(f"{r[phase]:.1f}" for r in main_runs) + " |"
         )
-    full = next((r for r in results if r["config"] == "full"), None)
+    full = next((r for r in runs if r["config"] == "full"), None)
     if full is not None:
         for key, label in (("total", "wall time / full"), ("train", "training / full")):
             lines.append(
-                f"| {label} | " + " | ".join(f"{r[key] / full[key]:.2f}" for r in results) + " |"
+                f"| {label} | " + " | ".join(f"{r[key] / full[key]:.2f}" for r in main_runs) + " |"
             )
-    loads = ", ".join(f"{r['load_before']:.1f}" for r in results)
-    only = f" --only {args.only}" if args.only else ""
+    lines.append("| quiet runs averaged | " + " | ".join(str(r["runs"]) for r in main_runs) + " |")
+    by_ratio = [
+        "| configuration | pruned | runs | wall s | wall / full | training s | molecules "
+        "trained | atoms trained | training katoms/s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in runs:
+        counted = r["counted_runs"] > 0
+        atoms = f"{r['atoms_trained'] / 1e6:.2f} M" if counted else "—"
+        molecules = f"{r['molecules_trained']:,.0f}" if counted else "—"
+        speed = f"{r['katoms_per_s']:.1f}" if counted else "—"
+        ratio = f"{r['total'] / full['total']:.2f}" if full is not None else "—"
+        by_ratio.append(
+            f"| `{r['config']}` | {r['ratio']:.0%} | {r['runs']} | {r['total']:.0f} | {ratio} | "
+            f"{r['train']:.1f} | {molecules} | {atoms} | {speed} |"
+        )
+    loads = max(r["load_max"] for r in runs)
     return f"""### Anatomy of a whole run (Chemprop, CPU)
 
 `chemprop train` on HIV-10k ({rows:,} molecules, scaffold-balanced 80/10/10), fine-tuned from
-the ADMET-AI encoder for {args.epochs} epochs; pruned runs add `--plugin molpeg --prune-ratio
-{args.ratio}` and the options of their column (`molpeg-head`: `--prune-reference head`,
-`molpeg`: the paper's `--prune-reference model`, `molpeg-every4`: the same with
-`--prune-reference-every 4`). The runs went one after another on
+the ADMET-AI encoder for {epochs} epochs; pruned runs add `--plugin molpeg --prune-ratio R`
+and the options of their column (`molpeg-head`: `--prune-reference head`, the default for
+classification; `molpeg`: the paper's `--prune-reference model`; `molpeg-every4`: the same
+with `--prune-reference-every 4`). The runs went one after another on
 {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, with nothing else
-running (1-minute load average at each start: {loads}).
+running (1-minute load average at the start of each run at most {loads:.1f}; the run itself
+keeps both cores busy). Each column is the mean of the quiet runs of that configuration;
+repeated runs were interleaved (`--repeat`).
 
-Command: `python benchmarks/bench_run_anatomy.py --epochs {args.epochs} --ratio {args.ratio}{only}`
+Commands: `python benchmarks/bench_run_anatomy.py --epochs {epochs} --ratio R [--only C]
+[--repeat K]` for R = 0.4, 0.6, 0.8.
+
+At 60% pruned:
 
 {chr(10).join(lines)}
+
+By pruning ratio (whole-run wall time, and the training epochs' throughput in atoms of the
+molecules trained, averaged over the runs that counted them; Chemprop's message passing
+costs in proportion to atoms and bonds):
+
+{chr(10).join(by_ratio)}
 """
 
 

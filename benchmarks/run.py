@@ -197,10 +197,11 @@ def grid(tier: str, foundation: Path) -> list[Run]:
         # epochs), to set against pruned 10-epoch runs of the same wall time (HIV-10k).
         hiv = Dataset(**{**HIV.__dict__, "name": "HIV-10k", "subsample": 10_000})
         runs += [Run(hiv, "full", 0.0, s, e, foundation) for e in (4, 6, 3) for s in (0, 1, 2)]
-        # the baselines at 60% pruned, 10 epochs (accuracy; their quiet wall times come from
-        # bench_run_anatomy.py)
+        # the baselines at 60% (then 40%) pruned, 10 epochs (accuracy; their quiet wall times
+        # come from bench_run_anatomy.py; 80% is in the `staleness` tier)
         runs += [
-            Run(hiv, m, 0.6, s, 10, foundation)
+            Run(hiv, m, r, s, 10, foundation)
+            for r in (0.6, 0.4)
             for s in (0, 1, 2)
             for m in ("soft-random", "infobatch")
         ]
