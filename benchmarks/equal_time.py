@@ -131,9 +131,7 @@ def main() -> None:
         name = f"{LABELS.get(row.method, row.method)}, {int(row.ratio * 100)}% pruned"
         spread = "" if pd.isna(row.sd) else f" ± {row.sd:.1f}"
         runs_ = "—" if pd.isna(row.runs) else f"{row.runs:.0f}"
-        lines.append(
-            f"| {name} | 10 | {wall} | {runs_} | {row.auc:.1f}{spread} | {row.seeds} |"
-        )
+        lines.append(f"| {name} | 10 | {wall} | {runs_} | {row.auc:.1f}{spread} | {row.seeds} |")
     fig = Figure(figsize=(6.4, 4.2), layout="constrained")
     ax = fig.add_subplot()
     ax.errorbar(full.wall, full.auc, yerr=full.sd, marker="o", color="black", capsize=3,
