@@ -35,6 +35,7 @@ import numpy as np
 
 from molpeg_plugins.pipeline.atomic import write_text
 from molpeg_plugins.source import pruning as source_pruning
+from molpeg_plugins.source.overlap import find_target_overlap
 
 DESCRIPTORS = (
     "MolWt",
@@ -177,12 +178,10 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     results = args.results or work / "results.csv"
 
-    # the source subset (leading rows, byte for byte) and the cleaned target
+    # the cleaned target, and the source subset (leading rows, byte for byte) without the
+    # molecules that are target molecules, so that no arm pretrains on the test set
     records, scol = source_pruning.read_records(args.source)
     n = min(args.num_source, len(records))
-    source_csv = work / "source.csv"
-    records.write_subset(source_csv, np.arange(n))
-    smiles = records.values[scol][:n]
     target, tcol = source_pruning.read_records(args.target, None, [args.target_column])
     from rdkit import Chem, RDLogger
 
@@ -194,7 +193,16 @@ def main() -> None:
         if Chem.MolFromSmiles(s) is not None
     ]
     write_text(target_csv, "smiles,label\n" + "".join(f"{s},{y}\n" for s, y in tgt_rows))
-    print(f"source: {n:,} molecules · target: {len(tgt_rows):,} valid molecules")
+    leaked = find_target_overlap(records.values[scol][:n], [s for s, _ in tgt_rows], workers=2)
+    rows = np.setdiff1d(np.arange(n), leaked.source_rows)
+    source_csv = work / "source.csv"
+    records.write_subset(source_csv, rows)
+    smiles = [records.values[scol][i] for i in rows]
+    n = len(rows)
+    print(
+        f"source: {n:,} molecules ({len(leaked):,} target molecules removed) · "
+        f"target: {len(tgt_rows):,} valid molecules"
+    )
     t0 = time.perf_counter()
     desc = descriptor_table(smiles)
     print(f"descriptors: {time.perf_counter() - t0:.1f} s")

@@ -89,7 +89,10 @@ def test_feature_mapping_skips_unparsable_molecules(data_dir: Path) -> None:
     sel = S.feature_mapping(bbbp, _smiles(data_dir / "esol_600.csv")[:100], 0.5, groups=8)
     assert sel.invalid_rows == [59, 61, 391, 614, 642, 645, 646, 647, 648, 649, 685]
     assert not set(sel.invalid_rows) & set(sel.kept.tolist())
-    assert len(sel.kept) == S.kept_count(1000 - 11, 0.5)
+    assert sel.num_valid == 1000 - 11
+    # real overlap: a few BBBP molecules are also ESOL molecules; they are not eligible
+    assert sel.target_overlap is not None and len(sel.target_overlap) > 0
+    assert len(sel.kept) == S.kept_count(sel.num_valid - len(sel.target_overlap), 0.5)
     assert (sel.group_of[sel.invalid_rows] == -1).all()
 
 
@@ -104,10 +107,15 @@ def test_label_mapping_ranks_the_task_the_target_is_active_in(data_dir: Path, ta
         sel = S.label_mapping(source, col, target, 0.3, checkpoint=data_dir / ADMET, score=score)
         assert sel.units[0]["name"] == task, (score, [u["name"] for u in sel.units[:3]])
     assert sel.details["tasks"] == 12  # mol_id is not a task; the 12 assays are
-    measured = {i for i, v in enumerate(source.values[task]) if v.strip()}
+    # the target molecules are source molecules: none of them may be kept
+    assert sel.target_overlap is not None
+    leaked = set(sel.target_overlap.source_rows.tolist())
+    assert len(leaked) >= len(set(target)) and not leaked & set(sel.kept.tolist())
+    measured = {i for i, v in enumerate(source.values[task]) if v.strip()} - leaked
     top_kept = sel.units[0]["kept"]
     assert top_kept == min(len(measured), len(sel.kept))
-    assert len(sel.kept) == S.kept_count(sel.num_valid, 0.3)
+    assert sel.num_eligible == sel.num_valid - len(leaked)
+    assert len(sel.kept) == S.kept_count(sel.num_eligible, 0.3)
 
 
 def test_cli_feature_mapping_end_to_end_byte_exact(data_dir: Path, tmp_path: Path) -> None:
@@ -123,7 +131,9 @@ def test_cli_feature_mapping_end_to_end_byte_exact(data_dir: Path, tmp_path: Pat
     assert kept[0] == original[0]  # header, CRLF kept
     report = json.loads((out / "report.json").read_text())
     assert report["num_source"] == 1000 and report["num_source_invalid"] == 11
-    assert report["num_kept"] == len(kept) - 1 == S.kept_count(989, 0.4)
+    leaked = report["num_source_target_molecules"]  # BBBP molecules that are ESOL molecules
+    assert leaked > 0 and report["num_source_eligible"] == 989 - leaked
+    assert report["num_kept"] == len(kept) - 1 == S.kept_count(989 - leaked, 0.4)
     with open(out / "scores.csv", newline="") as fh:
         scores = list(csv.DictReader(fh))
     assert len(scores) == 1000
@@ -139,7 +149,8 @@ def test_cli_feature_mapping_end_to_end_byte_exact(data_dir: Path, tmp_path: Pat
     assert '{"kept"' not in result.output
     assert not (out / "kept.csv").exists()
     flat = " ".join(result.output.replace("│", " ").split())  # the table, cells unwrapped
-    assert f"{report['num_kept']} of 989 valid source molecules" in flat
+    eligible = f"{report['num_kept']} of {989 - leaked} valid source molecules not in the target"
+    assert eligible in flat
     assert "1,000 rows, 11 skipped (invalid SMILES), 989 valid" in flat
 
 
@@ -190,7 +201,13 @@ def test_cli_label_mapping_end_to_end(data_dir: Path, tmp_path: Path) -> None:
     assert report["units"][0]["name"] == "NR-AhR"
     original = (data_dir / "tox21_800.csv").read_bytes().splitlines(keepends=True)
     kept = (out / "pruned.csv").read_bytes().splitlines(keepends=True)
-    assert len(kept) - 1 == report["num_kept"] == S.kept_count(800, 0.25)
+    leaked = report["num_source_target_molecules"]
+    assert leaked >= len(target.read_text().splitlines()) - 1  # every target row is a source row
+    assert len(kept) - 1 == report["num_kept"] == S.kept_count(800 - leaked, 0.25)
+    with open(out / "overlap.csv", newline="") as fh:
+        overlap = [int(r["row"]) for r in csv.DictReader(fh)]
+    assert len(overlap) == leaked
+    assert not {original[i + 1] for i in overlap} & set(kept[1:])
     assert set(kept[1:]) <= set(original[1:])
     positions = [original.index(line) for line in kept[1:]]
     assert positions == sorted(positions)
@@ -236,3 +253,97 @@ def test_model_features_need_a_plugin_that_runs_model_files(two_families, tmp_pa
         S.feature_mapping(
             source, target, 0.5, groups=4, checkpoint=tmp_path / "model.pt", plugin_manager=bare
         )
+
+
+STEREO_TARGET = "C[C@H](N)C(=O)O"  # L-alanine
+
+
+@pytest.fixture(scope="module")
+def leaky_source(two_families) -> tuple[list[str], list[str], set[int], set[int]]:
+    """The two-families source with target molecules hidden in it under other SMILES.
+
+    Returns the source, the target (with L-alanine added), the rows that are target molecules
+    (other atom orders of 20 target molecules, and L-alanine written from the N) and the rows
+    that only look like one (D-alanine and alanine without stereo: other molecules).
+    """
+    source, target, _ = two_families
+    target = [*target, STEREO_TARGET]
+    rewritten = []
+    for smi in target[:20]:
+        mol = Chem.MolFromSmiles(smi)
+        written = {Chem.MolToSmiles(mol, doRandom=True, canonical=False) for _ in range(5)}
+        # (RDKit's random atom order is seeded by its own default seed: reproducible)
+        rewritten.append(sorted(written - {smi})[0] if written - {smi} else smi)
+    leaks = [*rewritten, "N[C@@H](C)C(=O)O"]  # the last one is L-alanine as well
+    lookalikes = ["C[C@@H](N)C(=O)O", "CC(N)C(=O)O"]  # D-alanine; alanine, stereo unknown
+    extended = list(source)
+    leak_rows, lookalike_rows = set(), set()
+    for smi in leaks:
+        leak_rows.add(len(extended))
+        extended.append(smi)
+    for smi in lookalikes:
+        lookalike_rows.add(len(extended))
+        extended.append(smi)
+    return extended, target, leak_rows, lookalike_rows
+
+
+def test_target_overlap_is_by_canonical_molecule_and_stereo_aware(leaky_source) -> None:
+    from molpeg_plugins.source.overlap import canonical_key, find_target_overlap
+
+    source, target, leak_rows, _ = leaky_source
+    assert canonical_key("N[C@@H](C)C(=O)O") == canonical_key(STEREO_TARGET)
+    assert canonical_key("C[C@@H](N)C(=O)O") != canonical_key(STEREO_TARGET)
+    assert canonical_key("not a smiles") is None
+    for workers in (1, 2):
+        found = find_target_overlap(source, target, chunk_size=100, workers=workers)
+        assert set(found.source_rows.tolist()) == leak_rows
+        assert found.source_rows.tolist() == sorted(found.source_rows.tolist())
+        for row, target_row, molecule in zip(
+            found.source_rows, found.target_rows, found.molecules, strict=True
+        ):
+            assert canonical_key(source[row]) == canonical_key(target[target_row]) == molecule
+
+
+@pytest.mark.parametrize("features", ["morgan", "scaffold"])
+def test_a_target_molecule_never_survives_in_the_pruned_source(leaky_source, features) -> None:
+    source, target, leak_rows, lookalike_rows = leaky_source
+    sel = S.feature_mapping(source, target, 1.0, groups=10, features=features)
+    kept = set(sel.kept.tolist())
+    assert not kept & leak_rows  # keep=1.0 keeps everything else …
+    assert lookalike_rows <= kept  # … including the other stereoisomer and the flat molecule
+    assert len(kept) == sel.num_eligible == sel.num_valid - len(leak_rows)
+    assert all(sel.group_of[r] == -1 for r in leak_rows)
+    assert sum(u["size"] for u in sel.units) == sel.num_eligible
+    half = S.feature_mapping(source, target, 0.5, groups=10, features=features)
+    assert not set(half.kept.tolist()) & leak_rows
+    assert len(half.kept) == S.kept_count(half.num_eligible, 0.5)
+    # an explicit opt-out keeps them
+    kept_all = S.feature_mapping(source, target, 1.0, groups=10, drop_target_molecules=False)
+    assert kept_all.target_overlap is None and leak_rows <= set(kept_all.kept.tolist())
+
+
+def test_cli_lists_the_dropped_target_molecules(leaky_source, tmp_path: Path) -> None:
+    source, target, leak_rows, _ = leaky_source
+    src, tgt = tmp_path / "source.csv", tmp_path / "target.csv"
+    src.write_text("smiles\n" + "".join(f"{s}\n" for s in source))
+    tgt.write_text("smiles\n" + "".join(f"{s}\n" for s in target))
+    out = tmp_path / "fm"
+    args = ["prune-source", str(src), "--target", str(tgt), "--keep", "1", "--groups", "8"]
+    result = runner.invoke(app, [*args, "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    with open(out / "overlap.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {int(r["row"]) for r in rows} == leak_rows
+    assert all(target[int(r["target_row"])] for r in rows)
+    report = json.loads((out / "report.json").read_text())
+    assert report["num_source_target_molecules"] == len(leak_rows)
+    pruned = (out / "pruned.csv").read_text().splitlines()[1:]
+    assert len(pruned) == len(source) - len(leak_rows)
+    assert not {source[r] for r in leak_rows} & set(pruned)
+    flat = " ".join(result.output.replace("│", " ").split())
+    assert f"{len(leak_rows)} source rows are target molecules: dropped" in flat
+    kept_out = tmp_path / "kept"
+    result = runner.invoke(app, [*args, "--keep-target-molecules", "-o", str(kept_out)])
+    assert result.exit_code == 0, result.output
+    assert len((kept_out / "pruned.csv").read_text().splitlines()) == len(source) + 1
+    assert (kept_out / "overlap.csv").read_text().strip() == "row,target_row,molecule"

@@ -9,6 +9,9 @@ Prunes a pretraining (source) set for one downstream (target) set; see
   ``group_rank``, ``kept``;
 * ``groups.csv``: one row per group (feature mapping) or task (label mapping), in rank order;
 * ``skipped.csv``: source and target rows whose SMILES RDKit cannot parse;
+* ``overlap.csv``: the source rows whose molecule is also a target molecule (same canonical
+  isomeric SMILES), which are never kept unless ``--keep-target-molecules`` is given:
+  ``row``, ``target_row``, ``molecule``;
 * ``report.json`` and ``groups.png``.
 """
 
@@ -31,7 +34,10 @@ from molpeg_plugins.cli.errors import exit_on_error
 from molpeg_plugins.errors import ConfigError
 
 PRUNED_FILE = "pruned.csv"
-OUTPUTS = (PRUNED_FILE, "scores.csv", "groups.csv", "skipped.csv", "report.json", "groups.png")
+OUTPUTS = (
+    PRUNED_FILE, "scores.csv", "groups.csv", "skipped.csv", "overlap.csv", "report.json",
+    "groups.png",
+)  # fmt: skip
 
 
 def _csv_bytes(header: list[str], rows: Any) -> bytes:
@@ -89,6 +95,13 @@ def write_outputs(
         for i in selection.target_invalid_rows
     ]
     write_bytes(out / "skipped.csv", _csv_bytes(["file", "row", "smiles", "reason"], skipped))
+    overlap = selection.target_overlap
+    found = (
+        zip(overlap.source_rows.tolist(), overlap.target_rows.tolist(), overlap.molecules,
+            strict=True)
+        if overlap is not None else ()
+    )  # fmt: skip
+    write_bytes(out / "overlap.csv", _csv_bytes(["row", "target_row", "molecule"], found))
     _plot(out / "groups.png", selection)
     write_json(out / "report.json", report)
 
@@ -180,6 +193,12 @@ def prune_source(
         False, "--trust-checkpoint", help="Load the checkpoint without the allow-list."
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of k-means and boundary sampling."),
+    keep_target_molecules: bool = typer.Option(
+        False,
+        "--keep-target-molecules",
+        help="Let source molecules that are also target molecules be kept (by default they "
+        "are dropped and listed in overlap.csv).",
+    ),
 ) -> None:
     """Prune a pretraining set down to the part a downstream set maps to."""
     from molpeg_plugins.plugins import make_plugin_manager
@@ -221,6 +240,7 @@ def prune_source(
                     n_bits=n_bits,
                     workers=workers,
                     seed=seed,
+                    drop_target_molecules=not keep_target_molecules,
                     progress=cb,
                     plugin_manager=pm,
                 )
@@ -236,6 +256,7 @@ def prune_source(
                     score=score,  # type: ignore[arg-type]
                     trust_checkpoint=trust_checkpoint,
                     seed=seed,
+                    drop_target_molecules=not keep_target_molecules,
                     progress=cb,
                     plugin_manager=pm,
                 )
@@ -254,6 +275,11 @@ def prune_source(
             "num_kept": len(selection.kept),
             "kept_fraction_of_valid": len(selection.kept) / max(selection.num_valid, 1),
             "num_source_invalid": len(selection.invalid_rows),
+            "target_molecules_dropped": not keep_target_molecules,
+            "num_source_target_molecules": (
+                len(selection.target_overlap) if selection.target_overlap is not None else None
+            ),
+            "num_source_eligible": selection.num_eligible,
             "num_target": len(target_smiles),
             "num_target_invalid": len(selection.target_invalid_rows),
             "details": selection.details,
@@ -284,11 +310,18 @@ def source_summary(report: dict[str, Any], output: Path) -> Any:
         f"{report['num_target_invalid']:,} skipped (invalid SMILES)",
     )
     table.add_row("method", f"{report['method']}, keep {report['keep']:g}, seed {report['seed']}")
-    share = report["num_kept"] / max(report["num_source_valid"], 1)
+    overlap = report["num_source_target_molecules"]
     table.add_row(
-        "kept",
-        f"{report['num_kept']:,} of {report['num_source_valid']:,} valid source molecules "
-        f"({share:.0%}) in {PRUNED_FILE}",
+        "target molecules",
+        f"{overlap:,} source rows are target molecules: dropped (listed in overlap.csv)"
+        if overlap is not None
+        else "not looked for (--keep-target-molecules)",
+    )
+    eligible = report["num_source_eligible"]
+    share = report["num_kept"] / max(eligible, 1)
+    pool = "valid source molecules" if not overlap else "valid source molecules not in the target"
+    table.add_row(
+        "kept", f"{report['num_kept']:,} of {eligible:,} {pool} ({share:.0%}) in {PRUNED_FILE}"
     )
     top = ", ".join(str(u["name"]) for u in report["units"][:5])
     table.add_row("top groups" if report["method"] == "feature-mapping" else "top tasks", top)

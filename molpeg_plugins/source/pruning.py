@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -36,11 +36,12 @@ from molpeg_plugins.pipeline.csv_records import check_column, is_missing
 from molpeg_plugins.pipeline.csv_records import resolve_column as resolve_column
 from molpeg_plugins.pipeline.data import smiles_text_problem
 from molpeg_plugins.plugins import MolPegPluginManager, get_plugin_manager
+from molpeg_plugins.source.chunked import Progress as Progress
+from molpeg_plugins.source.chunked import chunks
+from molpeg_plugins.source.overlap import TargetOverlap, find_target_overlap
 
 GroupFeatures = Literal["morgan", "scaffold", "embedding"]
 LabelScore = Literal["probability", "argmax"]
-Progress = Callable[[str, int, int], None]
-"""``progress(stage, done, total)``: called as chunks are processed (for progress bars)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -120,11 +121,6 @@ def _morgan_chunk(args: tuple[list[str], int, int, bool]) -> tuple[np.ndarray, n
     return out, ok
 
 
-def _chunks(n: int, size: int) -> Iterator[slice]:
-    for start in range(0, n, size):
-        yield slice(start, min(start + size, n))
-
-
 @dataclass
 class Features:
     """Per-molecule features stored compactly, unpacked chunk by chunk.
@@ -179,7 +175,7 @@ def morgan_features(
     n = len(smiles)
     data = np.zeros((n, n_bits // 8), dtype=np.uint8)
     valid = np.zeros(n, dtype=bool)
-    slices = list(_chunks(n, chunk_size))
+    slices = list(chunks(n, chunk_size))
     jobs = ((list(smiles[s]), radius, n_bits, scaffold) for s in slices)
     if workers > 1 and len(slices) > 1:
         import multiprocessing as mp
@@ -274,6 +270,8 @@ class SourceSelection:
             (target molecules mapped to it, or summed probability), ``rank``, ``kept``
             (rows kept from it).
         details: method-specific facts for the report.
+        target_overlap: the source rows whose molecule is a target molecule, which were not
+            eligible (``None``: they were not looked for, ``drop_target_molecules=False``).
     """
 
     method: str
@@ -285,6 +283,12 @@ class SourceSelection:
     group_of: np.ndarray
     units: list[dict[str, Any]]
     details: dict[str, Any] = field(default_factory=dict)
+    target_overlap: TargetOverlap | None = None
+
+    @property
+    def num_eligible(self) -> int:
+        """Valid source rows that may be kept: the valid ones minus the target molecules."""
+        return self.num_valid - (len(self.target_overlap) if self.target_overlap else 0)
 
 
 def kept_count(num: int, keep: float) -> int:
@@ -384,7 +388,7 @@ def _assign(
     dist = np.full(n, np.nan, dtype=np.float32)
     centres = km.cluster_centers_.astype(np.float32)
     c2 = (centres**2).sum(1)
-    for s in _chunks(n, chunk):
+    for s in chunks(n, chunk):
         ok = feats.valid[s]
         if ok.any():
             x = feats.dense(s)[ok]
@@ -414,6 +418,7 @@ def feature_mapping(
     max_updates: int = 100,
     workers: int = 1,
     seed: int = 0,
+    drop_target_molecules: bool = True,
     progress: Progress | None = None,
     plugin_manager: MolPegPluginManager | None = None,
 ) -> SourceSelection:
@@ -435,13 +440,17 @@ def feature_mapping(
         max_updates: k-means updates to aim for (small sets get several passes, at most 20).
         workers: processes for the fingerprints.
         seed: seeds k-means and the sampling of the boundary group.
+        drop_target_molecules: never keep a source molecule that is also a target molecule
+            (:func:`~molpeg_plugins.source.overlap.find_target_overlap`); ``keep`` is then a
+            fraction of the valid source rows that are not target molecules.
         progress: ``progress(stage, done, total)`` callback.
         plugin_manager: runs the ``"embedding"`` model (``molpeg_model_outputs`` hook;
             default: the process-wide :func:`~molpeg_plugins.plugins.get_plugin_manager`).
 
     Returns:
         The selection; groups are ranked by target hits, ties broken by the distance from
-        the group centre to its nearest target molecule (closest first).
+        the group centre to its nearest target molecule (closest first). Target molecules
+        found in the source belong to no group (``group_of`` is ``-1``).
     """
     _check_keep(keep)
     if checkpoint is not None and features != "embedding":
@@ -475,9 +484,16 @@ def feature_mapping(
         raise ConfigError(f"unknown group features {features!r}: morgan, scaffold or embedding")
 
     src = featurise(source_smiles, "source features")
-    valid_rows = np.flatnonzero(src.valid)
-    if len(valid_rows) == 0:
+    overlap = _target_overlap(
+        source_smiles, target_smiles, drop_target_molecules,
+        chunk_size=chunk_size, workers=workers, progress=progress,
+    )  # fmt: skip
+    if not src.valid.any():
         raise MolPegError("no source SMILES could be parsed by RDKit")
+    eligible = src.valid & ~overlap.mask(len(source_smiles)) if overlap else src.valid
+    valid_rows = np.flatnonzero(eligible)
+    if len(valid_rows) == 0:
+        raise MolPegError("every valid source molecule is a target molecule: nothing to keep")
     k = min(groups, len(valid_rows))
     tgt = featurise(target_smiles, "target features")
     if not tgt.valid.any():
@@ -487,6 +503,7 @@ def feature_mapping(
         progress=progress,
     )  # fmt: skip
     labels, _ = _assign(km, src, chunk_size, progress, "assign source")
+    labels[~eligible] = -1
     t_labels, _ = _assign(km, tgt, chunk_size, progress, "assign target")
     hits = np.bincount(t_labels[t_labels >= 0], minlength=k)
     sizes = np.bincount(labels[labels >= 0], minlength=k)
@@ -494,7 +511,7 @@ def feature_mapping(
     centres = km.cluster_centers_.astype(np.float32)
     t = tgt.dense(np.flatnonzero(tgt.valid))
     nearest = np.full(k, np.inf, dtype=np.float64)
-    for s in _chunks(len(t), 4096):
+    for s in chunks(len(t), 4096):
         x = t[s]
         d2 = (centres**2).sum(1)[:, None] - 2.0 * centres @ x.T + (x**2).sum(1)[None, :]
         nearest = np.minimum(nearest, d2.min(1))
@@ -520,7 +537,7 @@ def feature_mapping(
         method="feature-mapping",
         kept=kept,
         num_source=len(source_smiles),
-        num_valid=len(valid_rows),
+        num_valid=int(src.valid.sum()),
         invalid_rows=np.flatnonzero(~src.valid).tolist(),
         target_invalid_rows=np.flatnonzero(~tgt.valid).tolist(),
         group_of=labels,
@@ -537,6 +554,7 @@ def feature_mapping(
             "n_bits": n_bits if features != "embedding" else None,
             "checkpoint": str(checkpoint) if checkpoint else None,
         },
+        target_overlap=overlap,
     )
 
 
@@ -594,6 +612,7 @@ def label_mapping(
     score: LabelScore = "probability",
     trust_checkpoint: bool = False,
     seed: int = 0,
+    drop_target_molecules: bool = True,
     progress: Progress | None = None,
     plugin_manager: MolPegPluginManager | None = None,
 ) -> SourceSelection:
@@ -613,6 +632,9 @@ def label_mapping(
             ``"argmax"`` counts the target molecules whose most probable task it is.
         trust_checkpoint: load the checkpoint without the allow-list.
         seed: seeds the sampling of the boundary task.
+        drop_target_molecules: never keep a source molecule that is also a target molecule
+            (its source labels would leak into pretraining); ``keep`` is then a fraction of
+            the valid source rows that are not target molecules.
         progress: ``progress(stage, done, total)`` callback.
         plugin_manager: runs the model (``molpeg_model_outputs`` hook; default: the
             process-wide :func:`~molpeg_plugins.plugins.get_plugin_manager`).
@@ -631,6 +653,8 @@ def label_mapping(
     RDLogger.DisableLog("rdApp.*")
     src_smiles = source.values[smiles_col]
     valid = np.array([bool(s) and Chem.MolFromSmiles(s) is not None for s in src_smiles])
+    overlap = _target_overlap(src_smiles, target_smiles, drop_target_molecules, progress=progress)
+    eligible = valid & ~overlap.mask(len(src_smiles)) if overlap else valid
     pred, out_cols = model_outputs(
         checkpoint, target_smiles, kind="prediction", plugin_manager=plugin_manager,
         trust=trust_checkpoint, progress=progress,
@@ -652,7 +676,7 @@ def label_mapping(
                 f"task columns ({', '.join(tasks[:6])}…); choose them with --task-columns"
             )
         out_idx = list(range(len(tasks)))
-    measured = _label_matrix(source.path, source.values, tasks) & valid[:, None]
+    measured = _label_matrix(source.path, source.values, tasks) & eligible[:, None]
     probs = pred.data[pred.valid][:, out_idx]
     if score == "probability":
         strength = probs.sum(0).astype(np.float64)
@@ -661,7 +685,7 @@ def label_mapping(
     order = sorted(range(len(tasks)), key=lambda j: (-strength[j], j))
     members = [np.flatnonzero(measured[:, j]) for j in range(len(tasks))]
     measured_any = measured.any(1)
-    budget = kept_count(int(valid.sum()), keep)
+    budget = kept_count(int(eligible.sum()), keep)
     kept, added = fill_by_rank(members, order, budget, seed)
     units = [
         {
@@ -697,6 +721,24 @@ def label_mapping(
             "target_valid": int(pred.valid.sum()),
             "checkpoint": str(checkpoint),
         },
+        target_overlap=overlap,
+    )
+
+
+def _target_overlap(
+    source_smiles: Sequence[str],
+    target_smiles: Sequence[str],
+    drop: bool,
+    *,
+    chunk_size: int = 20_000,
+    workers: int = 1,
+    progress: Progress | None = None,
+) -> TargetOverlap | None:
+    """The target molecules in the source when they are to be dropped, else ``None``."""
+    if not drop:
+        return None
+    return find_target_overlap(
+        source_smiles, target_smiles, chunk_size=chunk_size, workers=workers, progress=progress
     )
 
 
