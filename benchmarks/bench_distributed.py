@@ -434,10 +434,12 @@ def _load(out: Path) -> list[dict]:
 
 
 def _git_commit() -> str:
+    """The checked-out commit, with ``-dirty`` when tracked files differ from it."""
     proc = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
     )
-    return proc.stdout.strip() or "unknown"
+    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=ROOT).returncode != 0
+    return (proc.stdout.strip() or "unknown") + ("-dirty" if dirty else "")
 
 
 def _machine() -> str:
@@ -455,7 +457,7 @@ def write_markdown() -> None:
 
     from molpeg_plugins.pipeline.atomic import write_text
 
-    frame = pd.read_csv(RESULTS / "distributed.csv")
+    frame = pd.read_csv(RESULTS / "distributed.csv", dtype={"commit": str})
     rows = int(frame.molecules.iloc[-1])
     parts = [
         "### Across processes: two ranks with `torchrun` (gloo, CPU)\n",
