@@ -434,11 +434,12 @@ def _load(out: Path) -> list[dict]:
 
 
 def _git_commit() -> str:
-    """The checked-out commit, with ``-dirty`` when tracked files differ from it."""
+    """The checked-out commit, ``-dirty`` when tracked code differs from it (results aside)."""
     proc = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
     )
-    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=ROOT).returncode != 0
+    code = ["git", "diff", "--quiet", "HEAD", "--", ".", ":!benchmarks/results"]
+    dirty = subprocess.run(code, cwd=ROOT).returncode != 0
     return (proc.stdout.strip() or "unknown") + ("-dirty" if dirty else "")
 
 
