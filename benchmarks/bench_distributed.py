@@ -514,6 +514,7 @@ def write_markdown() -> None:
 
 def parent(args: argparse.Namespace) -> None:
     """Prepare, launch both runs, check, append the results."""
+    commit = _git_commit()  # what the run starts from
     data, fps = prepare_data(args.rows, fingerprints=args.path == "torch")
     base = WORK / f"{args.path}_{args.rows}"
     full_out, resumed_out = base / "full", base / "resumed"
@@ -545,7 +546,7 @@ def parent(args: argparse.Namespace) -> None:
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     common = {
         "date": date,
-        "commit": _git_commit(),
+        "commit": commit,
         "machine": _machine(),
         "path": args.path,
         "molecules": args.rows,
