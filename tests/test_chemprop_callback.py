@@ -236,17 +236,19 @@ torch.manual_seed(0)
 model = models.MPNN(nn.BondMessagePassing(d_h=32, depth=2), nn.MeanAggregation(),
                     nn.BinaryClassificationFFN(input_dim=32, hidden_dim=16), warmup_epochs=1)
 molpeg = MolPegCallback(prune_ratio=0.5, warmup_epochs=1)
-orders = []
+orders, served = [], []
 
 class Orders(pl.Callback):
     def on_train_epoch_start(self, trainer, pl_module):
         orders.append((molpeg.pruner.current.indices.cpu().clone(), molpeg.loader.order.clone()))
+        served.append(trainer.train_dataloader.sampler is molpeg.pruner.sampler)
 
+# use_distributed_sampler is left at Lightning's default (True): the callback must stop it
 trainer = pl.Trainer(max_epochs=3, accelerator="cpu", devices=2, strategy="ddp",
                      logger=False, enable_checkpointing=False, enable_progress_bar=False,
                      enable_model_summary=False, callbacks=[molpeg, Orders()])
 trainer.fit(model, data.build_dataloader(train, batch_size=16, seed=0))
-torch.save({"orders": orders, "score": molpeg.pruner.book.score.cpu(),
+torch.save({"orders": orders, "served": served, "score": molpeg.pruner.book.score.cpu(),
             "history": molpeg.pruner.history, "world": trainer.world_size},
            f"{out}/rank{trainer.global_rank}.pt")
 """
@@ -268,6 +270,8 @@ def test_ddp_two_cpu_ranks_keep_identical_sets(tmp_path: Path, data_dir: Path) -
     r1 = torch.load(tmp_path / "rank1.pt", weights_only=False)
     assert r0["world"] == r1["world"] == 2
     assert len(r0["orders"]) == 3
+    # Lightning did not wrap the pruning sampler in a DistributedSampler on either rank
+    assert r0["served"] == r1["served"] == [True, True, True]
     for (full0, local0), (full1, local1) in zip(r0["orders"], r1["orders"], strict=True):
         assert torch.equal(full0, full1), "ranks disagree on the keep set"
         assert torch.equal(local0, full0[0::2]) and torch.equal(local1, full0[1::2])

@@ -47,6 +47,7 @@ PAGE_MARKS = {
     "tutorials/chemprop-cli.md": [pytest.mark.chemprop, pytest.mark.slow],
     "tutorials/chemprop-python.md": [pytest.mark.chemprop, pytest.mark.slow],
     "tutorials/deepchem.md": [pytest.mark.deepchem, pytest.mark.slow],
+    "tutorials/distributed.md": [pytest.mark.slow],
     "tutorials/prune-cli.md": [pytest.mark.slow],
     "tutorials/source-pruning.md": [pytest.mark.slow],
     "tutorials/scaling.md": [pytest.mark.slow],
@@ -68,6 +69,7 @@ PAGE_FILES: dict[str, list[str]] = {
     "tutorials/chemprop-cli.md": ["run-molpeg/model_0/best.pt", "run-explicit/config.toml"],
     "tutorials/chemprop-python.md": ["molpeg_history.csv", "scores.csv"],
     "tutorials/plugins.md": ["run-linear/pruned.csv", "plugins/molpeg_toploss.py"],
+    "tutorials/distributed.md": ["checkpoint.pt"],
 }
 
 
