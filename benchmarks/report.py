@@ -44,7 +44,7 @@ SNIPPETS = [
     "chemprop_overhead.md",
     "step_anatomy.md",
     "deepchem_fit.md",
-    "selection_cost.md",
+    "engine_scaling.md",
     "source_pruning.md",
     "scaling.md",
     "distributed.md",

@@ -32,6 +32,8 @@ from molpeg_plugins.engine.strategies.static import (
     Margin,
     StaticStrategy,
     cluster_quotas,
+    herd,
+    herd_in_blocks,
 )
 from molpeg_plugins.errors import ConfigError
 from molpeg_plugins.hookspecs import hookimpl
@@ -249,9 +251,8 @@ def test_forgetting_through_the_pruner_matches_events_counted_by_hand() -> None:
     assert lowest_kept >= highest_dropped
 
 
-def test_herding_mean_is_closer_to_the_full_mean_than_random_subsets() -> None:
-    data = molecules("esol")
-    run = train(data, "herding", prune_ratio=0.8)
+def mean_gaps(run) -> tuple[float, list[float]]:
+    """Distance of the kept embeddings' mean to the full mean, and of 50 random subsets'."""
     emb = last_warmup(run)["embeddings"]
     mu = emb.mean(axis=0)
     kept = run.kept().numpy()
@@ -261,8 +262,55 @@ def test_herding_mean_is_closer_to_the_full_mean_than_random_subsets() -> None:
         np.linalg.norm(emb[rng.choice(len(emb), kept.size, replace=False)].mean(axis=0) - mu)
         for _ in range(50)
     ]
+    return herd_gap, random_gaps
+
+
+def test_herding_mean_is_closer_to_the_full_mean_than_random_subsets() -> None:
+    run = train(molecules("esol"), "herding", prune_ratio=0.8)
+    herd_gap, random_gaps = mean_gaps(run)
     assert herd_gap < 0.2 * np.mean(random_gaps)
     assert herd_gap < min(random_gaps)
+
+
+def test_herding_in_random_blocks_still_tracks_the_full_mean() -> None:
+    """Above ``block_size`` every random block herds its share toward its own mean; the
+    union's mean is still closer to the full mean than any random subset's (less close
+    than the exact greedy's: each block herds only a few hundred samples here)."""
+    data = molecules("esol")
+    assert len(data) >= 3 * 200
+    run = train(data, "herding", prune_ratio=0.5, strategy_options={"block_size": 200})
+    assert run.kept().unique().numel() == run.pruner.num_kept
+    herd_gap, random_gaps = mean_gaps(run)
+    assert herd_gap < 0.4 * np.mean(random_gaps)
+    assert herd_gap < min(random_gaps)
+
+
+def test_herd_in_blocks_gives_each_block_its_quota_and_is_exact_below_the_block_size() -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2500, 8, generator=g) * torch.linspace(0.5, 3.0, 8)
+    # At most block_size rows, or block_size=0: the exact greedy over all rows.
+    exact = herd(x, 700)
+    for size in (0, 2500, 10_000):
+        picked = herd_in_blocks(x, 700, size, torch.Generator().manual_seed(1))
+        torch.testing.assert_close(picked, exact)
+    picked = herd_in_blocks(x, 700, 1000, torch.Generator().manual_seed(1))
+    assert picked.unique().numel() == 700
+    # Three random blocks of 834/833/833 rows herd 234/233/233 rows each: the same shuffle
+    # splits them, and within every block the picks are the exact greedy of that block.
+    perm = torch.randperm(2500, generator=torch.Generator().manual_seed(1))
+    start = 0
+    for rows, quota in zip(perm.tensor_split(3), (234, 233, 233), strict=True):
+        mine = picked[start : start + quota]
+        torch.testing.assert_close(mine, rows[herd(x[rows], quota)])
+        start += quota
+    mu = x.mean(dim=0)
+    gap = (x[picked].mean(dim=0) - mu).norm()
+    random_gap = torch.stack(
+        [(x[torch.randperm(2500, generator=g)[:700]].mean(dim=0) - mu).norm() for _ in range(50)]
+    )
+    assert gap < 0.2 * random_gap.mean()
+    with pytest.raises(ConfigError, match="block_size"):
+        Herding(block_size=-1)
 
 
 def test_kmeans_respects_cluster_quotas_and_keeps_the_least_prototypical() -> None:

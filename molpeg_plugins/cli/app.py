@@ -44,7 +44,9 @@ def strategies() -> None:
     """List the registered pruning strategies (built-in and from plugins).
 
     Dynamic strategies re-choose the kept molecules every epoch; static ones choose them
-    once, after a warm-up. Use a name with ``molpeg prune --strategy NAME``.
+    once, after a warm-up. "scales with N" is how the engine's cost of an epoch grows with
+    the number of molecules and up to which size it was measured to stay under a minute.
+    Use a name with ``molpeg prune --strategy NAME``.
     """
     table = Table(title="molpeg strategies")
     table.add_column("name", style="bold cyan", no_wrap=True)
@@ -52,6 +54,7 @@ def strategies() -> None:
     table.add_column("tasks")
     table.add_column("description")
     table.add_column("options (defaults)")
+    table.add_column("scales with N")
     for name, cls in get_plugin_manager().strategies().items():
         table.add_row(
             escape(name),
@@ -59,6 +62,7 @@ def strategies() -> None:
             ", ".join(sorted(cls.tasks)),
             escape(cls.description),
             escape(" ".join(f"{k}={v}" for k, v in cls.options.items())),
+            escape(cls.scales or "not stated"),
         )
     Console().print(table)
 

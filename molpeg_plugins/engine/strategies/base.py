@@ -59,6 +59,10 @@ class Strategy(ABC):
             (static strategies use the warm-up epochs as their proxy training).
         min_warmup_epochs: the fewest warm-up epochs the strategy can work with when
             ``needs_warmup`` is set (forgetting needs two to see a transition).
+        scales: how the engine's cost of one epoch with this strategy grows with the
+            number of molecules ``N``, and its practical limit, for ``molpeg strategies``
+            (empty: not stated). The built-ins' are measured by
+            ``benchmarks/bench_engine_scaling.py``.
     """
 
     name: ClassVar[str]
@@ -71,6 +75,7 @@ class Strategy(ABC):
     signals: ClassVar[frozenset[str]] = frozenset()
     needs_warmup: ClassVar[bool] = False
     min_warmup_epochs: ClassVar[int] = 1
+    scales: ClassVar[str] = ""
 
     def __init__(self, **options: Any) -> None:
         unknown = sorted(set(options) - set(self.options))

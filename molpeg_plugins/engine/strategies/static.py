@@ -438,14 +438,35 @@ class Herding(StaticStrategy):
     """Herding (Welling 2009; Chen et al. 2010): greedily match the mean embedding.
 
     Step ``i`` adds the not-yet-chosen sample ``x`` that brings the running sum closest to
-    ``i·μ`` (``μ`` = mean embedding of all samples): ``argmin_x ‖i·μ − (s + x)‖``. Each step
-    is one matrix–vector product over all samples, so the cost is ``O(k·N·D)``. Uses the
-    embeddings of the last warm-up epoch; applies to any task.
+    ``i·μ`` (``μ`` = mean embedding of the samples herded): ``argmin_x ‖i·μ − (s + x)‖``.
+    Each step is one matrix–vector product over the samples herded, so herding all ``N`` at
+    once costs ``O(k·N·D)``: quadratic in ``N`` (about 4 minutes at 40,000 molecules).
+
+    Above ``block_size`` samples the data is therefore split into random blocks of at most
+    ``block_size`` (sizes differ by at most one), every block herds a quota proportional to
+    its size toward its own mean, and the keep set is their union (as herding per class
+    does, with random classes). Since the quotas are proportional, the block means average
+    to ``μ``, so the union's mean still tracks ``μ`` with each block's herding error, far
+    closer than a random subset of the same size. The cost, ``O(k·block_size·D)``, is
+    linear in ``N``. Uses the embeddings of the last warm-up epoch; applies to any task.
+
+    Options:
+        block_size: the most samples herded together (default 2048; ``0`` herds all ``N``
+            at once, the exact quadratic greedy). Up to ``block_size`` samples the result
+            is the exact greedy either way.
     """
 
     name = "herding"
     description = "Greedily pick samples whose mean embedding matches the full mean (herding)."
     signals = frozenset({"embeddings"})
+    options = {"block_size": 2048}
+    scales = "O(N) in random blocks (block_size=0: exact, O(N²))"
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        size = self.settings["block_size"]
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise ConfigError(f"herding option block_size={size!r} must be a whole number >= 0")
 
     def observe(self, epoch: int, indices: torch.Tensor, **signals: torch.Tensor) -> None:
         """Store the embeddings by dataset index."""
@@ -460,18 +481,19 @@ class Herding(StaticStrategy):
         embeddings = self._tables.get("embeddings")
 
         def choose(rows: torch.Tensor, k: int) -> torch.Tensor:
-            return herd(embeddings[rows], k)
+            # all rows seen (the usual case): herd the table itself, without a copy
+            x = embeddings if rows.numel() == embeddings.shape[0] else embeddings[rows]
+            return herd_in_blocks(x, k, self.settings["block_size"], generator)
 
         return Selection(self._keep_unseen_then(num_keep, generator, choose))
 
 
-def herd(x: torch.Tensor, k: int, *, max_steps: int | None = None) -> torch.Tensor:
+def herd(x: torch.Tensor, k: int) -> torch.Tensor:
     """Indices of ``k`` rows of ``x`` chosen greedily so their mean tracks the mean of ``x``.
 
     ``‖c − x_j‖² = ‖c‖² − 2⟨c, x_j⟩ + ‖x_j‖²`` with ``c = (i+1)·μ − s``: one fused
     matrix–vector product (``addmv``) and one ``argmin`` per step, no host synchronisation;
-    a chosen row gets ``‖x_j‖² = +inf`` so it is never chosen again. ``max_steps`` stops
-    early (benchmarks only: the remaining entries of the result are undefined).
+    a chosen row gets ``‖x_j‖² = +inf`` so it is never chosen again.
     """
     n = x.shape[0]
     x = x.float().contiguous()
@@ -482,7 +504,7 @@ def herd(x: torch.Tensor, k: int, *, max_steps: int | None = None) -> torch.Tens
     sq_norm = x.pow(2).sum(dim=1)
     running = torch.zeros_like(mu)
     distance = torch.empty(n, dtype=x.dtype, device=x.device)
-    for i in range(k if max_steps is None else min(k, max_steps)):
+    for i in range(k):
         target = (i + 1) * mu - running
         torch.addmv(sq_norm, x, target, alpha=-2.0, out=distance)
         j = distance.argmin()
@@ -490,6 +512,26 @@ def herd(x: torch.Tensor, k: int, *, max_steps: int | None = None) -> torch.Tens
         sq_norm[j] = float("inf")
         running += x[j]
     return picks
+
+
+def herd_in_blocks(
+    x: torch.Tensor, k: int, block_size: int, generator: torch.Generator
+) -> torch.Tensor:
+    """:func:`herd` ``k`` rows of ``x`` within random blocks of at most ``block_size`` rows.
+
+    The rows are shuffled with ``generator`` and split into ``ceil(N / block_size)`` blocks
+    whose sizes differ by at most one; each block herds its share of ``k`` (proportional to
+    its size, largest remainder, see :func:`cluster_quotas`) toward its own mean. With
+    ``block_size = 0`` or ``N <= block_size`` this is :func:`herd` of all rows.
+    """
+    n = x.shape[0]
+    if block_size <= 0 or n <= block_size:
+        return herd(x, k)
+    perm = torch.randperm(n, generator=generator).to(x.device)
+    blocks = perm.tensor_split(math.ceil(n / block_size))
+    quotas = cluster_quotas(np.array([b.numel() for b in blocks]), k)
+    picks = [rows[herd(x[rows], int(q))] for rows, q in zip(blocks, quotas, strict=True) if q]
+    return torch.cat(picks) if picks else perm[:0]
 
 
 @STRATEGIES.register
@@ -546,8 +588,9 @@ class KMeansPrototypes(StaticStrategy):
         seed = _seed(generator)
 
         def choose(rows: torch.Tensor, k: int) -> torch.Tensor:
-            x = points[rows].float().cpu().numpy()
-            labels, distance = self._cluster(x, seed)
+            # all rows seen (the usual case): cluster the table itself, without a copy
+            table = points if rows.numel() == points.shape[0] else points[rows]
+            labels, distance = self._cluster(table.cpu().numpy(), seed)
             full_labels = torch.full((points.shape[0],), -1, dtype=torch.long)
             full_distance = torch.full((points.shape[0],), float("nan"))
             full_labels[rows.cpu()] = torch.from_numpy(labels).long()
@@ -560,8 +603,12 @@ class KMeansPrototypes(StaticStrategy):
     def _cluster(self, x: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """Cluster labels and distance to the own centroid of every row of ``x``.
 
-        Sparse inputs (fingerprints, a few % of bits set) are clustered as a CSR matrix,
-        which scikit-learn handles much faster than the dense array.
+        Sparse inputs (fingerprints, a few % of bits set) are clustered as a float64 CSR
+        matrix built straight from the stored integers (never a dense float copy), which
+        scikit-learn handles much faster than the dense array (float32 would make its
+        k-means++ seeding convert chunks to dense float64 again). One k-means++ seeding
+        (scikit-learn's default for it), and at most about ``FIT_STEPS`` mini-batch steps
+        (at least one pass over the data), then every row goes to its nearest centroid.
         """
         from scipy import sparse
         from sklearn.cluster import KMeans, MiniBatchKMeans
@@ -573,22 +620,56 @@ class KMeansPrototypes(StaticStrategy):
         if minibatch is None:
             minibatch = n > 10_000
         if minibatch:
-            model = MiniBatchKMeans(clusters, random_state=seed, n_init=3, batch_size=4096)
+            passes = max(1, min(100, math.ceil(FIT_STEPS * MINIBATCH / n)))
+            model = MiniBatchKMeans(
+                clusters,
+                random_state=seed,
+                n_init=1,
+                batch_size=MINIBATCH,
+                max_iter=passes,
+                compute_labels=False,
+            )
         else:
             model = KMeans(clusters, random_state=seed, n_init=1)
-        data = sparse.csr_matrix(x) if np.count_nonzero(x) < 0.1 * x.size else x
-        labels = model.fit_predict(data)
-        centres = model.cluster_centers_.astype(np.float32)
-        # ‖x − c‖² = ‖x‖² − 2⟨x, c⟩ + ‖c‖², without materialising c[labels] for sparse x
-        rows = np.arange(n)
-        dot = np.asarray(data @ centres.T)[rows, labels]
-        sq = (
-            np.asarray(data.multiply(data).sum(axis=1)).ravel()
-            if sparse.issparse(data)
-            else ((x * x).sum(axis=1))
-        )
-        distance = np.sqrt(np.maximum(sq - 2.0 * dot + (centres**2).sum(axis=1)[labels], 0.0))
-        return labels, distance
+        sparse_input = np.count_nonzero(x) < 0.1 * x.size
+        data = sparse.csr_matrix(x, dtype=np.float64) if sparse_input else np.asarray(x, np.float32)
+        model.fit(data)
+        return nearest_centroid(data, model.cluster_centers_.astype(data.dtype))
+
+
+MINIBATCH = 4096
+"""Rows per mini-batch step of :class:`KMeansPrototypes` above 10,000 samples."""
+
+FIT_STEPS = 1000
+"""About the most mini-batch steps :class:`KMeansPrototypes` takes (at least one pass)."""
+
+
+def nearest_centroid(
+    data: np.ndarray | Any, centres: np.ndarray, chunk: int = 65_536
+) -> tuple[np.ndarray, np.ndarray]:
+    """Label of the nearest of ``centres`` and the distance to it, for every row of ``data``.
+
+    ``data`` is a dense array or a CSR matrix; rows are processed ``chunk`` at a time with
+    ``‖x − c‖² = ‖x‖² − 2⟨x, c⟩ + ‖c‖²``, so memory stays ``O(chunk · clusters)``.
+    """
+    from scipy import sparse
+
+    n = data.shape[0]
+    labels = np.empty(n, dtype=np.int64)
+    distance = np.empty(n, dtype=np.float64)
+    centre_sq = (centres**2).sum(axis=1)
+    for start in range(0, n, chunk):
+        rows = data[start : start + chunk]
+        if sparse.issparse(rows):
+            row_sq = np.asarray(rows.multiply(rows).sum(axis=1)).ravel()
+        else:
+            row_sq = (rows * rows).sum(axis=1)
+        d2 = np.asarray(rows @ centres.T) * -2.0 + centre_sq
+        nearest = d2.argmin(axis=1)
+        labels[start : start + chunk] = nearest
+        best = d2[np.arange(nearest.size), nearest] + row_sq
+        distance[start : start + chunk] = np.sqrt(np.maximum(best, 0.0))
+    return labels, distance
 
 
 def cluster_quotas(sizes: np.ndarray, k: int) -> np.ndarray:
