@@ -21,7 +21,8 @@ pruner's sampler in a ``DataLoader``, a ``FingerprintMLP`` in ``DistributedDataP
 Lightning's per-epoch checkpoint). Results: ``benchmarks/results/distributed.csv`` (appended)
 and ``distributed.md``.
 
-Usage (niced; the chemprop path takes about an hour on two busy CPU cores)::
+Usage (niced; on two CPU cores shared with other jobs the torch path took about 5 minutes,
+the chemprop path about 15)::
 
     python benchmarks/bench_distributed.py --path torch
     python benchmarks/bench_distributed.py --path chemprop
