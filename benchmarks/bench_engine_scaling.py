@@ -353,6 +353,8 @@ def summarise(rows: list[dict[str, str]]) -> list[dict[str, Any]]:
         mine = sorted((n, r) for (s, n), r in cells.items() if s == spec)
         ok = [(n, r) for n, r in mine if r["status"] == "ok"]
         fit = [(n, r) for n, r in ok if n >= FIT_FROM]
+        if len(fit) < 2:  # too few large sizes ran: fit all it ran, and say so
+            fit = ok
         usable = [n for n, r in ok if float(r["epoch_s"]) <= USABLE_SECONDS]
         largest = _power(max(usable)) if usable else "none measured"
         beyond = [(n, r) for n, r in mine if not usable or n > max(usable)]
@@ -368,6 +370,7 @@ def summarise(rows: list[dict[str, str]]) -> list[dict[str, Any]]:
                 "time_slope": slope([n for n, _ in fit], [float(r["epoch_s"]) for _, r in fit]),
                 "memory_slope": slope([n for n, _ in fit], [float(r["engine_mb"]) for _, r in fit]),
                 "largest_usable": largest,
+                "fitted_over": f"{_power(fit[0][0])}–{_power(fit[-1][0])}" if fit else "",
             }
         )
     return out
@@ -403,7 +406,8 @@ def markdown(summary: list[dict[str, Any]], rows: list[dict[str, str]]) -> str:
         "and the `end_epoch` that makes their one selection. Every cell is a fresh process. "
         "Engine MB is the cell's peak resident memory less the memory before the signals "
         "were made and less the signals' own bytes. Slopes are least-squares fits of "
-        f"log10(seconds) and log10(engine MB) against log10(N) over N ≥ {FIT_FROM:,}. "
+        f"log10(seconds) and log10(engine MB) against log10(N) over N ≥ {FIT_FROM:,} (over "
+        "the sizes shown in brackets where fewer than two of those ran). "
         f"**Largest usable N**: the largest N measured whose epoch took ≤ {USABLE_SECONDS:.0f} s "
         "on one thread of this machine.",
         "",
@@ -413,9 +417,10 @@ def markdown(summary: list[dict[str, Any]], rows: list[dict[str, str]]) -> str:
     for s in summary:
         times = " | ".join(_cell(s["cells"].get(n), "epoch_s", 2) for n in sizes)
         mbs = " | ".join(_cell(s["cells"].get(n), "engine_mb", 0) for n in sizes)
+        over = "" if s["fitted_over"].startswith(_power(FIT_FROM)) else f" ({s['fitted_over']})"
         lines.append(
-            f"| {s['strategy']} | {s['kind']} | {times} | {mbs} | {s['time_slope']:.2f} | "
-            f"{s['memory_slope']:.2f} | {s['largest_usable']} |"
+            f"| {s['strategy']} | {s['kind']} | {times} | {mbs} | {s['time_slope']:.2f}{over} | "
+            f"{s['memory_slope']:.2f}{over} | {s['largest_usable']} |"
         )
     commands = sorted({r["command"] for r in rows})
     lines += [
@@ -488,7 +493,9 @@ def before_after(rows: list[dict[str, str]], before: list[dict[str, str]]) -> li
         f"({', '.join(sorted({r['commit'] for r in before}))}; `{before[0]['command']}`, "
         "one thread, same machine), against now (seconds per epoch):",
         "",
-        "| strategy | " + " | ".join(f"before @ {_power(n)} | now @ {_power(n)}" for n in sizes),
+        "| strategy | "
+        + " | ".join(f"before @ {_power(n)} | now @ {_power(n)}" for n in sizes)
+        + " |",
         "|---|" + "---:|" * (2 * len(sizes)),
     ]
     for spec in dict.fromkeys(s for s, _ in then):
