@@ -16,11 +16,12 @@ The timed epoch:
 
 Each cell records the epoch's seconds (the batch loop and ``end_epoch`` separately), its
 peak resident memory, and that peak less the memory before the signals were made and less
-the signals' own bytes: the engine's memory. A cell over ``--cell-timeout`` seconds stops
-its strategy (larger N are not run); a cell whose signals would exceed ``--max-signal-gb``
-is skipped. Rows are appended to ``benchmarks/results/engine_scaling.csv`` as each cell
-finishes, so an interrupted run resumes where it stopped (``--rerun`` measures again).
-The Markdown table and the log–log plot are rewritten from the CSV after every cell.
+the signals' own bytes: the engine's memory. A cell with an epoch over ``--cell-timeout``
+seconds stops its strategy (larger N are not run); a cell whose signals would exceed
+``--max-signal-gb`` is skipped. Rows are appended to
+``benchmarks/results/engine_scaling.csv`` as each cell finishes, so an interrupted run
+resumes where it stopped (``--rerun`` measures again).
+The Markdown table and the log–log plot are rewritten from the CSV after every size.
 
 A ``engine_scaling_before.csv`` next to the CSV (the same benchmark run with ``--out`` on an
 earlier commit's code, renamed) adds a before/after table to the snippet.
@@ -204,12 +205,16 @@ def run_cell(spec: str, n: int, ratio: float, timeout: float) -> dict[str, Any]:
     def over_limit(*_: Any) -> None:
         raise TimeoutError
 
-    signal.signal(signal.SIGALRM, over_limit)
-    signal.alarm(max(1, math.ceil(timeout)))
-    try:
-        times = [_epoch(pruner, signals) for _ in range(timed[-1] + 1)]
-        times = [times[e] for e in timed]
+    def limited_epoch() -> tuple[float, float]:
+        signal.alarm(max(1, math.ceil(timeout)))  # the limit is per epoch
+        result = _epoch(pruner, signals)
         signal.alarm(0)
+        return result
+
+    signal.signal(signal.SIGALRM, over_limit)
+    try:
+        times = [limited_epoch() for _ in range(timed[-1] + 1)]
+        times = [times[e] for e in timed]
     except TimeoutError:
         return {**row, "status": f"over {timeout:.0f} s"}
     peak = _status_mb("VmHWM")
@@ -316,8 +321,8 @@ def run_grid(args: argparse.Namespace, path: Path) -> None:
             print(f"{spec:24s} N={n:>10,}  {row['status']:10s} {row.get('epoch_s', '')}")
             rows.append(row)
             write_rows(path, rows)
-            write_report(path, args.out)
             sys.stdout.flush()
+        write_report(path, args.out)
 
 
 # --------------------------------------------------------------------------- report
@@ -348,6 +353,8 @@ def summarise(rows: list[dict[str, str]]) -> list[dict[str, Any]]:
         mine = sorted((n, r) for (s, n), r in cells.items() if s == spec)
         ok = [(n, r) for n, r in mine if r["status"] == "ok"]
         fit = [(n, r) for n, r in ok if n >= FIT_FROM]
+        if len(fit) < 2:  # too few large sizes ran: fit all it ran, and say so
+            fit = ok
         usable = [n for n, r in ok if float(r["epoch_s"]) <= USABLE_SECONDS]
         largest = _power(max(usable)) if usable else "none measured"
         beyond = [(n, r) for n, r in mine if not usable or n > max(usable)]
@@ -363,6 +370,7 @@ def summarise(rows: list[dict[str, str]]) -> list[dict[str, Any]]:
                 "time_slope": slope([n for n, _ in fit], [float(r["epoch_s"]) for _, r in fit]),
                 "memory_slope": slope([n for n, _ in fit], [float(r["engine_mb"]) for _, r in fit]),
                 "largest_usable": largest,
+                "fitted_over": f"{_power(fit[0][0])}–{_power(fit[-1][0])}" if fit else "",
             }
         )
     return out
@@ -398,7 +406,8 @@ def markdown(summary: list[dict[str, Any]], rows: list[dict[str, str]]) -> str:
         "and the `end_epoch` that makes their one selection. Every cell is a fresh process. "
         "Engine MB is the cell's peak resident memory less the memory before the signals "
         "were made and less the signals' own bytes. Slopes are least-squares fits of "
-        f"log10(seconds) and log10(engine MB) against log10(N) over N ≥ {FIT_FROM:,}. "
+        f"log10(seconds) and log10(engine MB) against log10(N) over N ≥ {FIT_FROM:,} (over "
+        "the sizes shown in brackets where fewer than two of those ran). "
         f"**Largest usable N**: the largest N measured whose epoch took ≤ {USABLE_SECONDS:.0f} s "
         "on one thread of this machine.",
         "",
@@ -408,15 +417,22 @@ def markdown(summary: list[dict[str, Any]], rows: list[dict[str, str]]) -> str:
     for s in summary:
         times = " | ".join(_cell(s["cells"].get(n), "epoch_s", 2) for n in sizes)
         mbs = " | ".join(_cell(s["cells"].get(n), "engine_mb", 0) for n in sizes)
+        over = "" if s["fitted_over"].startswith(_power(FIT_FROM)) else f" ({s['fitted_over']})"
         lines.append(
-            f"| {s['strategy']} | {s['kind']} | {times} | {mbs} | {s['time_slope']:.2f} | "
-            f"{s['memory_slope']:.2f} | {s['largest_usable']} |"
+            f"| {s['strategy']} | {s['kind']} | {times} | {mbs} | {s['time_slope']:.2f}{over} | "
+            f"{s['memory_slope']:.2f}{over} | {s['largest_usable']} |"
         )
     commands = sorted({r["command"] for r in rows})
     lines += [
         "",
         "Cells: `> limit` over the per-cell time limit (larger N then not run: `—`); "
-        "`skipped` the signals alone would exceed the memory allowed (they are in the CSV).",
+        "`skipped`: the synthetic signals alone would exceed the memory allowed (the CSV "
+        "says how much). They are made up front for the whole epoch; in training a model "
+        "computes predictions and embeddings batch by batch, so a skipped cell is a limit "
+        "of this benchmark, except for the strategies that keep a signal per molecule "
+        "(herding: the embeddings, kmeans: the fingerprints; see their engine MB). "
+        "`herding:block_size=0` is the exact greedy herding, as before the change to "
+        "random blocks.",
         "",
         f"- machine: {rows[0]['machine']}, {rows[0]['threads']} torch thread(s)",
         f"- load average (1 min) while the cells ran: {min(loads, default=0):.1f}–"
@@ -477,7 +493,9 @@ def before_after(rows: list[dict[str, str]], before: list[dict[str, str]]) -> li
         f"({', '.join(sorted({r['commit'] for r in before}))}; `{before[0]['command']}`, "
         "one thread, same machine), against now (seconds per epoch):",
         "",
-        "| strategy | " + " | ".join(f"before @ {_power(n)} | now @ {_power(n)}" for n in sizes),
+        "| strategy | "
+        + " | ".join(f"before @ {_power(n)} | now @ {_power(n)}" for n in sizes)
+        + " |",
         "|---|" + "---:|" * (2 * len(sizes)),
     ]
     for spec in dict.fromkeys(s for s, _ in then):

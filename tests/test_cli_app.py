@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from molpeg_plugins import __version__
 from molpeg_plugins.cli import app
-from molpeg_plugins.plugins import get_plugin_manager
+from molpeg_plugins.plugins import get_plugin_manager, make_plugin_manager
 
 runner = CliRunner()
 WIDE = {"COLUMNS": "240"}
@@ -30,6 +30,19 @@ def test_strategies_lists_every_registered_strategy():
         assert name in rows, name
         assert ("dynamic" if cls.dynamic else "static") in rows[name]
         assert cls.description[:30] in rows[name]
+
+
+def test_strategies_show_how_each_built_in_scales():
+    result = runner.invoke(app, ["strategies"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    assert "scales with N" in result.output
+    rows = {line.split("│")[1].strip(): line for line in result.output.splitlines() if "│" in line}
+    builtins = make_plugin_manager(entry_points=False).strategies()
+    assert len(builtins) == 14
+    for name, cls in builtins.items():
+        assert cls.scales, f"{name} does not say how it scales"
+        assert cls.scales[:25] in rows[name], name
+    assert "block_size=0: O(N²·D)" in builtins["herding"].scales
 
 
 def test_backends_lists_availability():

@@ -58,6 +58,7 @@ class MolPeg(Strategy):
 
     name = "molpeg"
     description = "Keep the largest |loss(online) − loss(EMA reference)| (MolPeg, NeurIPS 2024)."
+    scales = "O(N log N) per epoch (one sort); ~200 B per molecule"
     needs_reference = True
     options = {"explore": 0.0, "explore_from": "stalest", "calibrate": False}
     EXPLORE_FROM = ("stalest", "random", "loss")
@@ -184,6 +185,7 @@ class SoftRandom(Strategy):
 
     name = "soft-random"
     description = "A new uniformly random subset every epoch (dynamic random baseline)."
+    scales = "O(N) per epoch; ~200 B per molecule"
 
     def select(
         self, book: ScoreBook, num_keep: int, *, epoch: int, generator: torch.Generator
@@ -215,6 +217,7 @@ class InfoBatch(Strategy):
 
     name = "infobatch"
     description = "Drop random below-mean-loss samples, rescale kept ones, anneal (ICLR 2024)."
+    scales = "O(N) per epoch; ~200 B per molecule"
     default_anneal_fraction = 0.125
     options = {"budget": "exact", "prune_ratio": None}
 
@@ -269,6 +272,7 @@ class UCB(Strategy):
 
     name = "ucb"
     description = "Upper-confidence-bound bandit on the running mean loss."
+    scales = "O(N log N) per epoch (one sort); ~200 B per molecule"
     options = {"exploration": 1.0}
 
     def __init__(self, **options: float) -> None:
@@ -298,6 +302,7 @@ class EpsilonGreedy(Strategy):
 
     name = "epsilon-greedy"
     description = "ε-greedy bandit: top running-mean loss, with a random fraction ε explored."
+    scales = "O(N log N) per epoch (one sort); ~200 B per molecule"
     options = {"epsilon": 0.1}
 
     def __init__(self, **options: float) -> None:
