@@ -83,6 +83,7 @@ PHASE_MEANING = {
     "plots": "the four PNG plots",
     "report": "report.json and moving the result set into place",
     "exit": "interpreter shutdown",
+    "stopped": "stopped here, unfinished",
 }
 FIELDS = [
     "run", "label", "rows", "phase", "seconds", "rss_end_mib", "peak_rss_mib",
@@ -372,9 +373,12 @@ def main() -> None:
 
     if args.from_trace is not None:
         common, lines, samples = read_run(args.from_trace)
-        if not lines or lines[-1][1] != "<exit>":
+        found = phases(lines, samples)
+        if not any(text.startswith("Writing outputs: done") for _, text in lines):
             common["label"] += " (stopped early)"
-        record(common, phases(lines, samples))
+            if found and found[-1]["phase"] == "exit":
+                found[-1]["phase"] = "stopped"  # killed in the phase after the last one shown
+        record(common, found)
         return
     WORK.mkdir(parents=True, exist_ok=True)
     data = prepare(args.source, args.rows, args.workers)
