@@ -15,8 +15,9 @@ is patched.
 One row per phase is appended to ``benchmarks/results/million.csv`` (seconds, RSS at the end
 of the phase, peak RSS during it, with the command, machine, commit and load average), and
 ``benchmarks/results/million.md`` is rewritten from that file: the phase table of the
-largest run with the latest label and a summary of all runs. ``--code PATH`` runs the ``molpeg``
-of another checkout (e.g. an older commit, for a before/after comparison). Lines and samples
+largest finished run with the latest label and a summary of all runs (``--report-only``).
+``--code PATH`` runs the ``molpeg`` of another checkout (e.g. an older commit, for a
+before/after comparison). Lines and samples
 are also traced to ``benchmarks/work/million/trace_*.tsv`` as they come;
 ``--from-trace TRACE`` records the finished phases of a run that was stopped early.
 """
@@ -299,7 +300,8 @@ def machine() -> str:
 
 
 def markdown(frame: pd.DataFrame) -> str:
-    """``million.md``: the phase table of the largest run with the latest label, and all runs."""
+    """``million.md``: the phase table of the largest finished run with the latest label, and
+    a summary of every run."""
     runs = frame.groupby("run", sort=False)
     summary = runs.agg(
         label=("label", "first"),
@@ -309,12 +311,14 @@ def markdown(frame: pd.DataFrame) -> str:
         load=("load_before", "first"),
         commit=("commit", "first"),
     ).reset_index()
-    latest = summary[summary.label == summary.label.iloc[-1]]
+    finished = summary[~summary.label.str.contains("stopped early")]
+    finished = finished if len(finished) else summary
+    latest = finished[finished.label == finished.label.iloc[-1]]
     biggest = latest.sort_values(["rows", "run"]).iloc[-1]
     rows = frame[frame.run == biggest.run]
     first = rows.iloc[0]
     lines = [
-        "## A million-molecule run",
+        "## molpeg prune on up to a million molecules: time and memory per phase",
         "",
         f"`molpeg prune --backend torch` on {int(biggest.rows):,} MOSES molecules with three "
         "standardised RDKit descriptors (MolLogP, TPSA, MolWt) as regression labels, "
@@ -366,11 +370,17 @@ def main() -> None:
     parser.add_argument("--label", default="current", help="name of this run in the tables")
     parser.add_argument("--code", type=Path, default=ROOT, help="checkout whose molpeg runs")
     parser.add_argument("--prepare-only", action="store_true")
+    parser.add_argument("--report-only", action="store_true", help="rewrite million.md only")
     parser.add_argument(
         "--from-trace", type=Path, help="record the phases a stopped run's trace holds"
     )
     args = parser.parse_args()
 
+    if args.report_only:
+        from molpeg_plugins.pipeline.atomic import write_text
+
+        write_text(MD_PATH, markdown(pd.read_csv(CSV_PATH)))
+        return
     if args.from_trace is not None:
         common, lines, samples = read_run(args.from_trace)
         found = phases(lines, samples)
