@@ -370,6 +370,9 @@ def main() -> None:
     parser.add_argument("--label", default="current", help="name of this run in the tables")
     parser.add_argument("--code", type=Path, default=ROOT, help="checkout whose molpeg runs")
     parser.add_argument("--prepare-only", action="store_true")
+    parser.add_argument(
+        "--data", type=Path, help="a labelled CSV to run on instead of the prepared one"
+    )
     parser.add_argument("--report-only", action="store_true", help="rewrite million.md only")
     parser.add_argument(
         "--from-trace", type=Path, help="record the phases a stopped run's trace holds"
@@ -391,7 +394,7 @@ def main() -> None:
         record(common, found)
         return
     WORK.mkdir(parents=True, exist_ok=True)
-    data = prepare(args.source, args.rows, args.workers)
+    data = args.data or prepare(args.source, args.rows, args.workers)
     if args.prepare_only:
         return
     with open(data, encoding="utf-8") as handle:
