@@ -11,6 +11,7 @@ is patched.
 
     python benchmarks/bench_million.py --rows 250000 --label dry-run
     python benchmarks/bench_million.py                 # every MOSES training molecule
+    python benchmarks/bench_million.py --rows 1000000 --random-labels  # labels not computed
 
 One row per phase is appended to ``benchmarks/results/million.csv`` (seconds, RSS at the end
 of the phase, peak RSS during it, with the command, machine, commit and load average), and
@@ -158,6 +159,26 @@ def prepare(source: Path, rows: int | None, workers: int) -> Path:
     frame.to_csv(tmp, index=False, float_format="%.5f")
     os.replace(tmp, target)
     print(f"labels: {n} molecules in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    return target
+
+
+def prepare_random(source: Path, rows: int | None) -> Path:
+    """The first ``rows`` molecules of ``source`` with random labels in the three columns.
+
+    Standard-normal numbers (seed 0, drawn for the whole source, the first ``rows`` kept):
+    for a time and memory run when the descriptors are not computed yet (the run's cost
+    does not depend on the label values).
+    """
+    smiles = pd.read_csv(source).iloc[:, 0]
+    labels = np.random.default_rng(0).standard_normal((len(smiles), len(DESCRIPTORS)))
+    n = len(smiles) if rows is None else min(rows, len(smiles))
+    target = WORK / f"moses_{n}_random_labels.csv"
+    if not target.is_file():
+        frame = pd.DataFrame(labels[:n], columns=list(DESCRIPTORS))
+        frame.insert(0, "smiles", smiles.iloc[:n].to_numpy())
+        tmp = target.with_suffix(".tmp")
+        frame.to_csv(tmp, index=False, float_format="%.5f")
+        os.replace(tmp, target)
     return target
 
 
@@ -316,12 +337,17 @@ def markdown(frame: pd.DataFrame) -> str:
     latest = finished[finished.label == finished.label.iloc[-1]]
     biggest = latest.sort_values(["rows", "run"]).iloc[-1]
     rows = frame[frame.run == biggest.run]
+    labels = (
+        "random standard-normal numbers in the three label columns (time and memory do not "
+        "depend on the label values)"
+        if "random labels" in biggest.label
+        else "three standardised RDKit descriptors (MolLogP, TPSA, MolWt) as regression labels"
+    )
     first = rows.iloc[0]
     lines = [
         "## molpeg prune on up to a million molecules: time and memory per phase",
         "",
-        f"`molpeg prune --backend torch` on {int(biggest.rows):,} MOSES molecules with three "
-        "standardised RDKit descriptors (MolLogP, TPSA, MolWt) as regression labels, "
+        f"`molpeg prune --backend torch` on {int(biggest.rows):,} MOSES molecules with {labels}, "
         "run end to end in a child process whose resident memory (RSS) is sampled every "
         f"0.2 s. Peak RSS **{biggest.peak / 1024:.2f} GiB**, total "
         f"**{biggest.seconds / 60:.1f} min** on {first.machine}, shared with other work "
@@ -371,6 +397,9 @@ def main() -> None:
     parser.add_argument("--code", type=Path, default=ROOT, help="checkout whose molpeg runs")
     parser.add_argument("--prepare-only", action="store_true")
     parser.add_argument(
+        "--random-labels", action="store_true", help="random labels instead of descriptors"
+    )
+    parser.add_argument(
         "--data", type=Path, help="a labelled CSV to run on instead of the prepared one"
     )
     parser.add_argument("--report-only", action="store_true", help="rewrite million.md only")
@@ -394,7 +423,10 @@ def main() -> None:
         record(common, found)
         return
     WORK.mkdir(parents=True, exist_ok=True)
-    data = args.data or prepare(args.source, args.rows, args.workers)
+    if args.random_labels:
+        data = prepare_random(args.source, args.rows)
+    else:
+        data = args.data or prepare(args.source, args.rows, args.workers)
     if args.prepare_only:
         return
     with open(data, encoding="utf-8") as handle:
