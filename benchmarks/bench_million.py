@@ -431,7 +431,8 @@ def main() -> None:
         return
     with open(data, encoding="utf-8") as handle:
         n = sum(1 for _ in handle) - 1
-    out = WORK / f"out_{args.label}_{n}"
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", args.label).strip("-")
+    out = WORK / f"out_{slug}_{n}"
     options = [
         "prune", str(data), "--backend", "torch", "--device", "cpu",
         "--target-columns", ",".join(DESCRIPTORS), "--task", "regression",
@@ -463,7 +464,7 @@ def main() -> None:
         "commit": commit_of(code),
         "command": shown,
     }
-    trace = WORK / f"trace_{args.label}_{n}.tsv"
+    trace = WORK / f"trace_{slug}_{n}.tsv"
     trace.write_text(f"C\t0\t{json.dumps(common)}\n", encoding="utf-8")
     # in the checkout's folder: `python -c` imports from its working folder first
     lines, samples, returncode, tail = run_child(command, env, code, trace)
