@@ -48,6 +48,7 @@ SNIPPETS = [
     "source_pruning.md",
     "scaling.md",
     "distributed.md",
+    "million.md",
 ]
 
 

@@ -252,3 +252,21 @@ def test_infobatch_is_built_with_the_run_prune_ratio_unless_given_one() -> None:
     built = InfoBatch(budget="original", prune_ratio=0.2)
     assert Pruner(50, prune_ratio=0.3, strategy=built).strategy.settings["prune_ratio"] == 0.2
     assert "prune_ratio" not in Pruner(50, prune_ratio=0.3, strategy="molpeg").strategy.settings
+
+
+@pytest.mark.parametrize(
+    ("replicas", "drop_last"), [(None, False), (3, False), (3, True), (4, False)]
+)
+def test_sampler_indices_are_what_iterating_yields(replicas, drop_last):
+    """``indices()``, the array a batching loop slices, is the sampler's order for each rank."""
+    from molpeg_plugins.engine.sampler import PruningSampler
+
+    order = torch.randperm(23, generator=torch.Generator().manual_seed(0))
+    for rank in range(replicas or 1):
+        sampler = PruningSampler(
+            order, num_replicas=replicas, rank=None if replicas is None else rank,
+            drop_last=drop_last,
+        )  # fmt: skip
+        assert sampler.indices().dtype == torch.int64
+        assert sampler.indices().tolist() == list(sampler)
+        assert len(sampler.indices()) == len(sampler)

@@ -170,3 +170,37 @@ def test_bad_split_sizes(text: str):
 
 def test_split_sizes_without_validation():
     assert parse_split_sizes("1,0,0") == (1.0, 0.0, 0.0)
+
+
+def test_records_are_offsets_into_one_text_and_read_like_lists(tmp_path: Path):
+    """A record is a slice of the file's text; records, lines and fields compare as lists."""
+    path = tmp_path / "blank.csv"
+    path.write_bytes(b'smiles,y\r\nCCO,1\r\n\r\n  \r\n"C\r\nC",0\r\nc1ccccc1,1')
+    records = read_records(path)
+    assert records.starts.dtype == records.ends.dtype == records.line_numbers.dtype == np.int64
+    assert records.records == ["CCO,1\r\n", '"C\r\nC",0\r\n', "c1ccccc1,1"]
+    assert records.records[-1] == "c1ccccc1,1" and records.records[1:] == records.records[-2:]
+    assert records.lines == [2, 5, 7] and records.lines[:1] == [2]
+    assert records.fields == [["CCO", "1"], ["C\r\nC", "0"], ["c1ccccc1", "1"]]
+    assert records.records != ["CCO,1\r\n"] and records.records != "CCO,1\r\n"
+    with pytest.raises(IndexError):
+        records.records[3]
+    assert records.frame["smiles"].tolist() == ["CCO", "C\r\nC", "c1ccccc1"]
+    assert records.frame["y"].tolist() == ["1", "0", "1"]
+
+
+def test_write_subset_streams_blocks_byte_for_byte(tmp_path: Path, monkeypatch):
+    """Written in blocks smaller than the subset: the same bytes as the records joined."""
+    from molpeg_plugins.pipeline import csv_records
+
+    raw = b"smiles,y\nCCO,1\nCCN,0\nCCC,1\nc1ccccc1,0\nCCCl,1"  # no final line ending
+    path = tmp_path / "d.csv"
+    path.write_bytes(raw)
+    records = read_records(path)
+    monkeypatch.setattr(csv_records, "WRITE_BLOCK", 2)
+    records.write_subset(tmp_path / "all.csv", [4, 0, 3, 1, 2])
+    assert (tmp_path / "all.csv").read_bytes() == raw + b"\n"
+    records.write_subset(tmp_path / "some.csv", np.array([3, 1]))
+    assert (tmp_path / "some.csv").read_bytes() == b"smiles,y\nCCN,0\nc1ccccc1,0\n"
+    records.write_subset(tmp_path / "none.csv", [])
+    assert (tmp_path / "none.csv").read_bytes() == b"smiles,y\n"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -63,3 +65,50 @@ def test_one_error_printer_maps_errors_to_a_line_and_an_exit_code(
     printed = " ".join(capsys.readouterr().err.split())
     assert message in printed, printed
     assert "Traceback" not in printed
+
+
+class TaskRecorder:
+    """A :class:`RunObserver` that records the description of every progress task."""
+
+    def __init__(self) -> None:
+        self.tasks: list[str] = []
+
+    def log(self, message: str, style: str | None = None) -> None:
+        """Ignore log lines."""
+
+    @contextlib.contextmanager
+    def task(self, description: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
+        self.tasks.append(description)
+        yield lambda n=1: None
+
+
+def test_every_phase_of_a_run_is_a_progress_task(csv_head, tmp_path: Path) -> None:
+    """Reading, validation, split, fingerprints, epochs and each output: a task each, in order
+    (what the command line shows, and where a benchmark reads the phase boundaries)."""
+    from molpeg_plugins.pipeline import report, run
+    from molpeg_plugins.pipeline.backend import BATCH_PROGRESS
+
+    recorder = TaskRecorder()
+    options = PruneOptions(
+        output=tmp_path / "out",
+        data=csv_head("bbbp_1k.csv", 120),
+        backend="torch",
+        target_columns=("p_np",),
+        epochs=2,
+        device="cpu",
+    )
+    run.run_prune(options, observers=[recorder])
+    assert recorder.tasks == [
+        run.READING_PROGRESS,
+        run.VALIDATION_PROGRESS,
+        run.SPLIT_PROGRESS,
+        "Featurising",
+        BATCH_PROGRESS,
+        BATCH_PROGRESS,
+        "Evaluating",
+        "Writing outputs",
+        report.PRUNED_PROGRESS,
+        report.SCORES_PROGRESS,
+        report.PLOTS_PROGRESS,
+    ]
+    assert (tmp_path / "out" / "pruned.csv").is_file()

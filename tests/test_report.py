@@ -155,3 +155,18 @@ def test_score_histogram_shows_every_molecule_including_zero_scores(run):
         "5 scored 0 (first bar)",
     ]
     assert ax.get_title() == "Final molpeg scores of the training molecules: kept vs dropped"
+
+
+def test_scores_csv_written_in_blocks_is_the_whole_frame(run, tmp_path: Path, monkeypatch):
+    """``scores.csv`` streamed a few rows at a time: the bytes of the whole frame's CSV."""
+    from molpeg_plugins.pipeline import report
+    from molpeg_plugins.pipeline.report import scores_frame, write_run_scores, write_scores
+
+    _, table, layout, result, _, out = run
+    whole = write_scores(tmp_path, scores_frame(table, layout, result), "csv").read_bytes()
+    assert (out / "scores.csv").read_bytes() == whole
+    monkeypatch.setattr(report, "SCORES_BLOCK", 7)
+    (tmp_path / "blocks").mkdir()
+    streamed = write_run_scores(tmp_path / "blocks", table, layout, result, "csv")
+    assert streamed.read_bytes() == whole
+    assert len(pd.read_csv(streamed)) == table.num_rows == 200

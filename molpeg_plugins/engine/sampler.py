@@ -89,6 +89,11 @@ class PruningSampler(Sampler[int]):
                 order = torch.cat([order, order.repeat(reps)[: total - n]])
         return order[self.rank : total : world]
 
+    def indices(self) -> torch.Tensor:
+        """This rank's indices of the epoch as one ``int64`` tensor: what iterating yields,
+        without a Python int per sample (a training loop that batches by slicing uses it)."""
+        return self._local()
+
     def __iter__(self) -> Iterator[int]:
         return iter(self._local().tolist())
 

@@ -130,9 +130,10 @@ class FitJob:
         remaining :class:`FitJob` fields.
         """
         valid = table.valid_rows
+        smiles = table.smiles  # one list: the property builds it anew on every access
         train, val, test = split
         return cls(
-            smiles=[table.smiles[i].strip() for i in valid],
+            smiles=[smiles[i].strip() for i in valid.tolist()],
             targets=table.targets[valid],
             target_names=list(table.target_columns),
             task=table.task,

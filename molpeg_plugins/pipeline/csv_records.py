@@ -13,16 +13,19 @@ also give the 1-based line of the file where the record starts.
 
 from __future__ import annotations
 
+import array
 import csv
 import difflib
 import gzip
 import io
 import json
-from collections.abc import Iterator, Sequence
+import operator
+import re
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, TypeVar, overload
 
 import numpy as np
 
@@ -30,6 +33,16 @@ from molpeg_plugins.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     import pandas as pd
+
+T = TypeVar("T")
+
+WRITE_BLOCK = 65536
+"""Records joined into one write by :meth:`CsvRecords.write_subset`."""
+
+PHYSICAL_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
+"""One physical line, its ending included (``\\n``, ``\\r\\n`` or a lone ``\\r``), as
+``io.StringIO(text, newline="")`` iterates them."""
+
 
 MISSING_TOKENS = frozenset({"", "nan", "NaN", "NA", "N/A", "n/a", "null", "NULL", "None"})
 """Cell texts (after stripping surrounding whitespace, case as written) that mean "no value".
@@ -47,18 +60,70 @@ def is_missing(value: str) -> bool:
     return value.strip() in MISSING_TOKENS
 
 
+class LazySequence(Sequence[T]):
+    """A read-only sequence whose items are made on access (``item(i)``), not stored.
+
+    It compares equal to any sequence with the same items and a slice of it is a plain
+    list, so it reads like the list it stands for without holding an object per item.
+    """
+
+    def __init__(self, length: int, item: Callable[[int], T]) -> None:
+        self._length = length
+        self._item = item
+
+    def __len__(self) -> int:
+        return self._length
+
+    @overload
+    def __getitem__(self, index: int) -> T: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[T]: ...
+
+    def __getitem__(self, index: int | slice) -> T | list[T]:
+        if isinstance(index, slice):
+            return [self._item(i) for i in range(*index.indices(self._length))]
+        i = operator.index(index)
+        if i < 0:
+            i += self._length
+        if not 0 <= i < self._length:
+            raise IndexError(f"index {index} out of range for {self._length} items")
+        return self._item(i)
+
+    def __iter__(self) -> Iterator[T]:
+        return (self._item(i) for i in range(self._length))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, str):
+            return NotImplemented
+        return len(other) == self._length and all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        shown = ", ".join(repr(x) for x in self[:3])
+        return f"[{shown}{', …' if self._length > 3 else ''}] ({self._length} items)"
+
+
 @dataclass
 class CsvRecords:
     """The records of a CSV file: each one's original text, first line and fields.
+
+    The text of the data records is kept once, as one string (:attr:`text`), with each
+    record's start and end in two integer arrays: a file of a million rows is held as a few
+    arrays rather than a million strings and field lists. :attr:`records`, :attr:`lines`
+    and :attr:`fields` read like lists and make their items on access.
 
     Attributes:
         path: the file read.
         header: the header record's original text, byte-order mark and line ending included
             (``""`` for a file read without a header).
         columns: the header's field names as written (``[]`` without a header).
-        records: each data record's original text, line ending included.
-        lines: 1-based line number where each data record starts.
-        fields: each data record's fields (a short record has fewer than ``columns``).
+        text: the file's text without its byte-order mark: the header, the records and any
+            blank lines between them.
+        starts, ends: ``int64`` offsets of each data record in :attr:`text`
+            (``text[starts[i]:ends[i]]`` is record ``i``, line ending included).
+        line_numbers: ``int64``, the 1-based line number where each data record starts.
         problems: per data record, why it cannot be used as one row (``""`` = fine): a
             stray quote that made several lines one record (:func:`quote_merge_problem`).
     """
@@ -66,18 +131,42 @@ class CsvRecords:
     path: Path
     header: str
     columns: list[str]
-    records: list[str]
-    lines: list[int]
-    fields: list[list[str]]
+    text: str
+    starts: np.ndarray
+    ends: np.ndarray
+    line_numbers: np.ndarray
     problems: list[str]
 
     def __len__(self) -> int:
-        return len(self.records)
+        return len(self.starts)
+
+    def record(self, i: int) -> str:
+        """Data record ``i``'s original text, line ending included."""
+        return self.text[int(self.starts[i]) : int(self.ends[i])]
+
+    def record_fields(self, i: int) -> list[str]:
+        """Data record ``i``'s fields as the :mod:`csv` module splits them."""
+        return next(csv.reader(io.StringIO(self.record(i), newline="")), [])
+
+    @property
+    def records(self) -> LazySequence[str]:
+        """Each data record's original text, line ending included."""
+        return LazySequence(len(self), self.record)
+
+    @property
+    def lines(self) -> LazySequence[int]:
+        """The 1-based line number where each data record starts."""
+        return LazySequence(len(self), lambda i: int(self.line_numbers[i]))
+
+    @property
+    def fields(self) -> LazySequence[list[str]]:
+        """Each data record's fields (a short record has fewer than :attr:`columns`)."""
+        return LazySequence(len(self), self.record_fields)
 
     @property
     def newline(self) -> str:
         """The file's line ending (``\\n``, ``\\r\\n`` or ``\\r``), read off the header."""
-        first = self.header.removeprefix("\ufeff") or (self.records[0] if self.records else "")
+        first = self.header.removeprefix("\ufeff") or (self.record(0) if len(self) else "")
         return "\r\n" if first.endswith("\r\n") else "\r" if first.endswith("\r") else "\n"
 
     def column(self, name: str) -> list[str]:
@@ -90,6 +179,15 @@ class CsvRecords:
         """Column name → its field in every data record (see :meth:`column`)."""
         return {name: self.column(name) for name in dict.fromkeys(self.columns)}
 
+    def _covers_text(self) -> bool:
+        """Whether the header and the records are :attr:`text` end to end (no blank line)."""
+        return (
+            len(self) > 0
+            and int(self.starts[0]) == len(self.header.removeprefix("\ufeff"))
+            and int(self.ends[-1]) == len(self.text)
+            and bool(np.array_equal(self.starts[1:], self.ends[:-1]))
+        )
+
     @cached_property
     def frame(self) -> pd.DataFrame:
         """Every column as text (pandas, ``dtype=str``, nothing converted to NaN).
@@ -99,10 +197,13 @@ class CsvRecords:
         """
         import pandas as pd
 
-        text = self.header.removeprefix("\ufeff") + "".join(self.records)
+        if self._covers_text():
+            text = self.text
+        else:
+            text = self.header.removeprefix("\ufeff") + "".join(self.records)
         try:
             frame = pd.read_csv(
-                io.StringIO(text),
+                io.BytesIO(text.encode("utf-8")),  # a StringIO holds 4 bytes a character
                 header=0 if self.columns else None,
                 dtype=str,
                 keep_default_na=False,
@@ -118,17 +219,25 @@ class CsvRecords:
 
     def write_subset(self, path: str | Path, rows: Sequence[int] | np.ndarray) -> None:
         """Atomically write the header and the data records ``rows``, in file order, exactly
-        as read (a last record without a line ending gets the file's)."""
-        from molpeg_plugins.pipeline.atomic import write_text
+        as read (a last record without a line ending gets the file's).
+
+        The records are written in blocks of :data:`WRITE_BLOCK`; the file is never built
+        whole in memory.
+        """
+        from molpeg_plugins.pipeline.atomic import atomic_write
 
         newline = self.newline
-        parts = [self.header]
-        if self.header.removeprefix("\ufeff") and not self.header.endswith(("\n", "\r")):
-            parts.append(newline)
-        for i in np.sort(np.asarray(rows, dtype=np.int64)):
-            record = self.records[int(i)]
-            parts.append(record if record.endswith(("\n", "\r")) else record + newline)
-        write_text(path, "".join(parts))
+        order = np.sort(np.asarray(rows, dtype=np.int64))
+
+        def write(handle: IO[str]) -> None:
+            handle.write(self.header)
+            if self.header.removeprefix("\ufeff") and not self.header.endswith(("\n", "\r")):
+                handle.write(newline)
+            for start in range(0, order.size, WRITE_BLOCK):
+                parts = [self.record(i) for i in order[start : start + WRITE_BLOCK].tolist()]
+                handle.write("".join(p if p.endswith(("\n", "\r")) else p + newline for p in parts))
+
+        atomic_write(path, write, binary=False)
 
 
 # --------------------------------------------------------------------------- reading
@@ -191,21 +300,43 @@ def read_records(
     text = read_text(path)
     bom = "\ufeff" if text.startswith("\ufeff") else ""
     body = text[len(bom) :]
+    del text
     empty = DataError(
         f"{path}: the file is empty; expected a header row (e.g. 'smiles,label') "
         "and one molecule per row"
     )
-    if not body.strip():
+    first_char = re.match(r"\s*(\S)", body)
+    if first_char is None:
         raise empty
-    if body.lstrip()[:1] in ("[", "{") and _is_json(body):
+    if first_char.group(1) in ("[", "{") and _is_json(body):
         raise DataError(
             f"{path}: this is a JSON file, not a CSV; convert it first, e.g. with "
             "pandas.read_json(path).to_csv('data.csv', index=False)"
         )
-    found = list(_split_records(path, body))
-    if not found:
+    header, columns = "", []
+    width: int | None = None
+    starts, ends, lines = array.array("q"), array.array("q"), array.array("q")
+    problems: list[str] = []
+    refusal = ""  # why the first unusable record is refused, raised once the file is read
+    last: tuple[str, int] | None = None  # text and line of the last record, header included
+    for chunk, start, line, fields in _split_records(path, body):
+        last = chunk, line
+        if has_header and width is None:
+            header, columns, width = chunk, fields, len(fields)
+            continue
+        if width is None:
+            width = len(fields)
+        row = len(starts)
+        problem = quote_merge_problem(chunk, line, width) if _spans_lines(chunk) else ""
+        starts.append(start)
+        ends.append(start + len(chunk))
+        lines.append(line)
+        problems.append(problem)
+        if not refusal:
+            refusal = _width_refusal(path, row, line, len(fields), width, problem, exact_width)
+    if last is None:
         raise empty
-    last_text, last_line, _ = found[-1]
+    last_text, last_line = last
     if ends_in_open_quote(last_text):
         end = last_line + _line_count(last_text) - 1
         raise DataError(
@@ -213,51 +344,53 @@ def read_records(
             f"closed (it runs to the end of the file, line {end}); remove the stray '\"' or "
             "close the quote"
         )
-    if has_header:
-        (header, _, columns), data = found[0], found[1:]
-    else:
-        header, columns, data = "", [], found
-    if not data:
+    if not starts:
         raise DataError(f"{path}: the file has a header but no data rows; add molecules")
-    width = len(columns) if has_header else len(data[0][2])
-    problems = [
-        quote_merge_problem(chunk, line, width) if _spans_lines(chunk) else ""
-        for chunk, line, _ in data
-    ]
-    for row, (_, line, fields) in enumerate(data):
-        if exact_width and problems[row]:
-            raise DataError(f"{path} line {line}: {problems[row]}")
-        if exact_width and len(fields) != width:
-            raise DataError(
-                f"{path} line {line}: {len(fields)} fields where the header has {width}; fix "
-                "the quoting or the separators of that row"
-            )
-        if len(fields) > width:
-            raise DataError(
-                f"{path} line {line} (row {row}): {len(fields)} fields but the header has "
-                f"{width} columns; quote values that contain commas, or name the extra column"
-            )
+    if refusal:
+        raise DataError(refusal)
     return CsvRecords(
         path=path,
         header=bom + header,
         columns=list(columns),
-        records=[r[0] for r in data],
-        lines=[r[1] for r in data],
-        fields=[r[2] for r in data],
+        text=body,
+        starts=np.frombuffer(starts, dtype=np.int64),
+        ends=np.frombuffer(ends, dtype=np.int64),
+        line_numbers=np.frombuffer(lines, dtype=np.int64),
         problems=problems,
     )
 
 
-def _split_records(path: Path, body: str) -> Iterator[tuple[str, int, list[str]]]:
-    """``(original text, first line, fields)`` of every non-blank record of ``body``."""
+def _width_refusal(
+    path: Path, row: int, line: int, num_fields: int, width: int, problem: str, exact: bool
+) -> str:
+    """Why :func:`read_records` refuses a data record (``""``: it does not)."""
+    if exact and problem:
+        return f"{path} line {line}: {problem}"
+    if exact and num_fields != width:
+        return (
+            f"{path} line {line}: {num_fields} fields where the header has {width}; fix "
+            "the quoting or the separators of that row"
+        )
+    if num_fields > width:
+        return (
+            f"{path} line {line} (row {row}): {num_fields} fields but the header has "
+            f"{width} columns; quote values that contain commas, or name the extra column"
+        )
+    return ""
+
+
+def _split_records(path: Path, body: str) -> Iterator[tuple[str, int, int, list[str]]]:
+    """``(original text, offset in body, first line, fields)`` of every non-blank record."""
     consumed: list[str] = []
 
     def physical_lines() -> Iterator[str]:
-        for line in io.StringIO(body, newline=""):
+        for match in PHYSICAL_LINE.finditer(body):  # io.StringIO would copy body 4 bytes a char
+            line = match.group()
             consumed.append(line)
             yield line
 
     reader = csv.reader(physical_lines())
+    offset = 0
     while True:
         first = reader.line_num + 1
         try:
@@ -269,7 +402,8 @@ def _split_records(path: Path, body: str) -> Iterator[tuple[str, int, list[str]]
         chunk = consumed[0] if len(consumed) == 1 else "".join(consumed)
         consumed.clear()
         if fields and not (len(fields) == 1 and not fields[0].strip()):
-            yield chunk, first, fields
+            yield chunk, offset, first, fields
+        offset += len(chunk)
 
 
 def _line_count(chunk: str) -> int:

@@ -75,7 +75,8 @@ class MoleculeTable:
     @property
     def valid_rows(self) -> np.ndarray:
         """Row numbers of the molecules that can be trained on, in file order."""
-        return np.array([i for i, r in enumerate(self.invalid_reason) if not r], dtype=np.int64)
+        valid = np.fromiter((not r for r in self.invalid_reason), dtype=bool, count=self.num_rows)
+        return np.flatnonzero(valid).astype(np.int64)
 
     @property
     def smiles(self) -> list[str]:
@@ -319,6 +320,7 @@ def load_molecules(
     target_columns: Sequence[str] | None = None,
     task: str | None = None,
     on_progress: Callable[[int], None] | None = None,
+    records: CsvRecords | None = None,
 ) -> MoleculeTable:
     """Read and validate a molecule CSV.
 
@@ -328,6 +330,7 @@ def load_molecules(
         target_columns: label columns; ``None`` infers the single numeric label column.
         task: ``"classification"``, ``"regression"`` or ``None`` (inferred from the labels).
         on_progress: called with the number of molecules parsed since the last call.
+        records: the file as :func:`read_records` already read it (else it is read here).
 
     Raises:
         ConfigError: a column that does not exist (the closest name is suggested).
@@ -337,7 +340,7 @@ def load_molecules(
     from rdkit import Chem, rdBase
 
     path = Path(path)
-    records = read_records(path)
+    records = read_records(path) if records is None else records
     columns = list(records.frame.columns)
     repeated = sorted({c for c in target_columns or () if list(target_columns).count(c) > 1})
     if repeated:

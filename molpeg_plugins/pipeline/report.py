@@ -15,8 +15,10 @@ Files written into the output folder:
 
 from __future__ import annotations
 
+import contextlib
 import platform
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,11 +27,20 @@ import numpy as np
 import pandas as pd
 
 from molpeg_plugins.pipeline.atomic import atomic_path, write_json
-from molpeg_plugins.pipeline.backend import FitResult
+from molpeg_plugins.pipeline.backend import Advance, FitResult, null_progress
 from molpeg_plugins.pipeline.data import MoleculeTable
 
 PLOTS = ("score_histogram.png", "kept_fraction.png", "metric.png", "scaffold_kept_fraction.png")
 TOP_SCAFFOLDS = 12
+
+PRUNED_PROGRESS = "Writing pruned.csv"
+"""The progress task of :func:`write_report` that writes ``pruned.csv``."""
+SCORES_PROGRESS = "Writing scores"
+"""The progress task of :func:`write_report` that writes the per-row scores."""
+PLOTS_PROGRESS = "Drawing plots"
+"""The progress task of :func:`write_report` that draws the plots."""
+SCORES_BLOCK = 100_000
+"""Rows of ``scores.csv`` built and written at a time (:func:`write_run_scores`)."""
 
 
 @dataclass
@@ -63,20 +74,22 @@ def kept_rows(layout: RunLayout, result: FitResult) -> np.ndarray:
     return np.sort(layout.rows(layout.train[np.asarray(result.final_kept, dtype=np.int64)]))
 
 
-def scores_frame(table: MoleculeTable, layout: RunLayout, result: FitResult) -> pd.DataFrame:
-    """One row per input row: score, kept flag, epochs kept, split, skip reason, duplicates.
+def score_columns(table: MoleculeTable, layout: RunLayout, result: FitResult) -> dict[str, Any]:
+    """The array columns of the per-row scores (all but ``smiles`` and ``invalid_reason``).
 
-    ``score`` and ``epochs_kept`` are empty for rows that were not in the training split;
-    ``kept`` is true only for training rows in the final keep set.
+    ``row``, ``split`` (``train``/``val``/``test``/``skipped``), ``score`` and ``epochs_kept``
+    (empty outside the training split), ``kept`` (training rows in the final keep set),
+    ``duplicate`` and ``duplicate_of``, each one entry per input row.
     """
     n = table.num_rows
-    split = np.full(n, "", dtype=object)
+    split = np.full(n, "", dtype=object)  # references to four strings, not a string a row
     for name, pos in (("train", layout.train), ("val", layout.val), ("test", layout.test)):
         split[layout.rows(pos)] = name
     split[[i for i, r in enumerate(table.invalid_reason) if r]] = "skipped"
     book = result.pruner_state["book"]
     score = np.full(n, np.nan)
-    epochs_kept = pd.array([pd.NA] * n, dtype="Int64")
+    epochs_kept = pd.array(np.zeros(n, dtype=np.int64), dtype="Int64")
+    epochs_kept[:] = pd.NA
     train_rows = layout.rows(layout.train)
     score[train_rows] = book["score"].double().numpy()
     epochs_kept[train_rows] = book["epochs_kept"].numpy()
@@ -84,19 +97,41 @@ def scores_frame(table: MoleculeTable, layout: RunLayout, result: FitResult) -> 
     kept[kept_rows(layout, result)] = True
     duplicate_of = pd.array(table.duplicate_of, dtype="Int64")
     duplicate_of[table.duplicate_of < 0] = pd.NA
+    return {
+        "row": np.arange(n),
+        "split": split,
+        "score": score,
+        "kept": kept,
+        "epochs_kept": epochs_kept,
+        "duplicate": table.duplicate_of >= 0,
+        "duplicate_of": duplicate_of,
+    }
+
+
+def scores_block(table: MoleculeTable, columns: dict[str, Any], rows: slice) -> pd.DataFrame:
+    """The per-row scores of the input rows ``rows`` (a slice), from :func:`score_columns`."""
     return pd.DataFrame(
         {
-            "row": np.arange(n),
-            "smiles": table.smiles,
-            "split": split,
-            "score": score,
-            "kept": kept,
-            "epochs_kept": epochs_kept,
-            "invalid_reason": table.invalid_reason,
-            "duplicate": table.duplicate_of >= 0,
-            "duplicate_of": duplicate_of,
+            "row": columns["row"][rows],
+            "smiles": table.csv.frame[table.smiles_column].iloc[rows].tolist(),
+            "split": columns["split"][rows],
+            "score": columns["score"][rows],
+            "kept": columns["kept"][rows],
+            "epochs_kept": columns["epochs_kept"][rows],
+            "invalid_reason": table.invalid_reason[rows],
+            "duplicate": columns["duplicate"][rows],
+            "duplicate_of": columns["duplicate_of"][rows],
         }
     )
+
+
+def scores_frame(table: MoleculeTable, layout: RunLayout, result: FitResult) -> pd.DataFrame:
+    """One row per input row: score, kept flag, epochs kept, split, skip reason, duplicates.
+
+    ``score`` and ``epochs_kept`` are empty for rows that were not in the training split;
+    ``kept`` is true only for training rows in the final keep set.
+    """
+    return scores_block(table, score_columns(table, layout, result), slice(None))
 
 
 def cross_split_duplicates(table: MoleculeTable, layout: RunLayout) -> list[dict[str, Any]]:
@@ -105,22 +140,22 @@ def cross_split_duplicates(table: MoleculeTable, layout: RunLayout) -> list[dict
     One entry per flagged duplicate row whose first occurrence (``duplicate_of``) is in
     another split: ``{"row", "split", "duplicate_of", "split_of_original"}``.
     """
-    split: dict[int, str] = {}
-    for name, pos in (("train", layout.train), ("val", layout.val), ("test", layout.test)):
-        split.update(dict.fromkeys(layout.rows(pos).tolist(), name))
-    found = []
-    for row in np.flatnonzero(table.duplicate_of >= 0).tolist():
-        first = int(table.duplicate_of[row])
-        if row in split and first in split and split[row] != split[first]:
-            found.append(
-                {
-                    "row": row,
-                    "split": split[row],
-                    "duplicate_of": first,
-                    "split_of_original": split[first],
-                }
-            )
-    return found
+    names = ("train", "val", "test")
+    split = np.full(table.num_rows, -1, dtype=np.int8)  # -1: in no split (skipped)
+    for code, pos in enumerate((layout.train, layout.val, layout.test)):
+        split[layout.rows(pos)] = code
+    rows = np.flatnonzero(table.duplicate_of >= 0)
+    firsts = table.duplicate_of[rows]
+    leak = (split[rows] >= 0) & (split[firsts] >= 0) & (split[rows] != split[firsts])
+    return [
+        {
+            "row": row,
+            "split": names[split[row]],
+            "duplicate_of": first,
+            "split_of_original": names[split[first]],
+        }
+        for row, first in zip(rows[leak].tolist(), firsts[leak].tolist(), strict=True)
+    ]
 
 
 def epoch_history(history: list[dict[str, float]]) -> list[dict[str, Any]]:
@@ -156,6 +191,26 @@ def write_scores(path: Path, frame: pd.DataFrame, fmt: str) -> Path:
     return target
 
 
+def write_run_scores(
+    path: Path, table: MoleculeTable, layout: RunLayout, result: FitResult, fmt: str
+) -> Path:
+    """Write a run's per-row scores (:func:`scores_frame`) into the folder ``path``.
+
+    ``scores.csv`` is written :data:`SCORES_BLOCK` rows at a time, so only one block of the
+    table is ever in memory (the same bytes as :func:`write_scores` of the whole frame);
+    ``scores.parquet`` is written whole. Returns the file written.
+    """
+    columns = score_columns(table, layout, result)
+    if fmt == "parquet":
+        return write_scores(path, scores_block(table, columns, slice(None)), fmt)
+    target = path / f"scores.{fmt}"
+    with atomic_path(target) as tmp, open(tmp, "w", encoding="utf-8", newline="") as handle:
+        for start in range(0, table.num_rows, SCORES_BLOCK):
+            block = scores_block(table, columns, slice(start, start + SCORES_BLOCK))
+            block.to_csv(handle, index=False, header=start == 0)
+    return target
+
+
 def scaffold_buckets(
     table: MoleculeTable, layout: RunLayout, kept: np.ndarray, top: int = TOP_SCAFFOLDS
 ) -> list[dict[str, Any]]:
@@ -165,17 +220,18 @@ def scaffold_buckets(
     scaffolds are pooled into ``"(acyclic)"`` and ``"(other scaffolds)"``.
     """
     train_rows = layout.rows(layout.train)
-    kept_set = set(kept.tolist())
-    counts = Counter(table.scaffolds[i] for i in train_rows if table.scaffolds[i])
+    is_kept = np.zeros(table.num_rows, dtype=bool)
+    is_kept[np.asarray(kept, dtype=np.int64)] = True
+    scaffolds = [table.scaffolds[i] for i in train_rows.tolist()]
+    counts = Counter(s for s in scaffolds if s)
     named = [s for s, c in counts.most_common(top) if c > 1]
     buckets: dict[str, list[int]] = {s: [0, 0] for s in named}
     buckets["(other scaffolds)"] = [0, 0]
     buckets["(acyclic)"] = [0, 0]
-    for i in train_rows:
-        s = table.scaffolds[i]
+    for s, in_kept in zip(scaffolds, is_kept[train_rows].tolist(), strict=True):
         key = s if s in buckets else ("(acyclic)" if not s else "(other scaffolds)")
         buckets[key][0] += 1
-        buckets[key][1] += int(i) in kept_set
+        buckets[key][1] += in_kept
     return [
         {"scaffold": s, "molecules": n, "kept": k, "kept_fraction": k / n}
         for s, (n, k) in buckets.items()
@@ -243,7 +299,9 @@ def write_plots(
 ) -> list[Path]:
     """Draw the four PNG plots into ``folder``; return their paths.
 
-    ``parameters`` (those of ``report.json``) name the strategy, backend and prune ratio in
+    ``scores`` holds at least the ``split``, ``score`` and ``kept`` columns of the per-row
+    scores (:func:`scores_frame`; only its training rows are drawn). ``parameters`` (those
+    of ``report.json``) name the strategy, backend and prune ratio in
     the titles.
     """
     from matplotlib.figure import Figure
@@ -346,15 +404,34 @@ def write_report(
     parameters: dict[str, Any],
     wall_time_s: float,
     fmt: str = "csv",
+    progress: Callable[..., contextlib.AbstractContextManager[Advance]] = null_progress,
 ) -> dict[str, Any]:
-    """Write every output of a run into ``out_dir``; return the report as a dict."""
+    """Write every output of a run into ``out_dir``; return the report as a dict.
+
+    ``progress`` (as :attr:`FitJob.progress <molpeg_plugins.pipeline.backend.FitJob>`) gets
+    one task per output: :data:`PRUNED_PROGRESS`, :data:`SCORES_PROGRESS` and
+    :data:`PLOTS_PROGRESS`.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     kept = kept_rows(layout, result)
-    write_pruned_csv(out_dir / "pruned.csv", table, kept)
-    scores = scores_frame(table, layout, result)
-    scores_path = write_scores(out_dir, scores, fmt)
-    buckets = scaffold_buckets(table, layout, kept)
-    plots = write_plots(out_dir / "plots", scores, result, buckets, len(layout.train), parameters)
+    with progress(PRUNED_PROGRESS, total=None):
+        write_pruned_csv(out_dir / "pruned.csv", table, kept)
+    with progress(SCORES_PROGRESS, total=None):
+        scores_path = write_run_scores(out_dir, table, layout, result, fmt)
+    with progress(PLOTS_PROGRESS, total=None):
+        columns = score_columns(table, layout, result)
+        train_rows = layout.rows(layout.train)
+        train = pd.DataFrame(
+            {
+                "split": "train",
+                "score": columns["score"][train_rows],
+                "kept": columns["kept"][train_rows],
+            }
+        )
+        buckets = scaffold_buckets(table, layout, kept)
+        plots = write_plots(
+            out_dir / "plots", train, result, buckets, len(layout.train), parameters
+        )
     invalid = int(sum(bool(r) for r in table.invalid_reason))
     leaks = cross_split_duplicates(table, layout)
     report = {

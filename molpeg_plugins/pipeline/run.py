@@ -42,6 +42,15 @@ SKIPS_SHOWN = 10
 MAX_SEED = 2**32 - 1
 """The largest seed every framework's seeding accepts (Lightning's included)."""
 
+READING_PROGRESS = "Reading CSV"
+"""The progress task of reading the input file (records and their values, no RDKit yet)."""
+
+VALIDATION_PROGRESS = "Parsing SMILES"
+"""The progress task of validating the molecules with RDKit (one step a molecule)."""
+
+SPLIT_PROGRESS = "Splitting"
+"""The progress task of splitting the valid molecules into train, validation and test."""
+
 
 @dataclass(frozen=True)
 class PruneOptions:
@@ -262,7 +271,7 @@ def default_warmup_epochs(
 
 def load_table(options: PruneOptions, observers: Sequence[object] = ()) -> MoleculeTable:
     """Read and validate the molecules of ``options.data`` (the bundled BBBP set if ``None``)."""
-    from molpeg_plugins.pipeline.data import BUNDLED_DATASET, load_molecules
+    from molpeg_plugins.pipeline.data import BUNDLED_DATASET, load_molecules, read_records
 
     show = _Broadcast(observers)
     bundled = options.data is None
@@ -272,13 +281,17 @@ def load_table(options: PruneOptions, observers: Sequence[object] = ()) -> Molec
     if bundled and targets is None:
         targets, task = BUNDLED_DEFAULTS["target_columns"], task or BUNDLED_DEFAULTS["task"]
     show.log(f"Reading {path}{' (bundled BBBP dataset)' if bundled else ''}")
-    with show.task("Parsing SMILES", total=None) as advance:
+    with show.task(READING_PROGRESS, total=None):
+        records = read_records(path)
+        records.frame  # noqa: B018  (pandas parses the values here, not while validating)
+    with show.task(VALIDATION_PROGRESS, total=len(records)) as advance:
         return load_molecules(
             path,
             smiles_column=options.smiles_column,
             target_columns=targets,
             task=task,
             on_progress=advance,
+            records=records,
         )
 
 
@@ -356,12 +369,16 @@ def run_prune(
         table = load_table(options, observers)
     strategy_cls.check_task(table.task)
     _log_skips(show, table.skip_report(), table.num_rows)
-    valid = table.valid_rows
-    layout = RunLayout(
-        valid,
-        *split_positions([table.scaffolds[i] for i in valid], options.split, sizes, options.seed),
-    )
-    for note in table.notes + schedule_notes + split_notes(table, valid[layout.val]):
+    with show.task(SPLIT_PROGRESS, total=None):
+        valid = table.valid_rows
+        scaffolds = table.scaffolds
+        layout = RunLayout(
+            valid,
+            *split_positions([scaffolds[i] for i in valid], options.split, sizes, options.seed),
+        )
+        leaks = cross_split_duplicates(table, layout)
+        notes = split_notes(table, valid[layout.val])
+    for note in table.notes + schedule_notes + notes:
         show.log(f"Warning: {note}", style="yellow")
     show.log(
         f"{len(valid)} molecules, task {table.task} on {', '.join(table.target_columns)}; "
@@ -369,7 +386,7 @@ def run_prune(
         f"backend {backend.name}, strategy {config.strategy}, prune ratio "
         f"{config.prune_ratio}, device {device}; {initialisation}"
     )
-    _log_leaks(show, cross_split_duplicates(table, layout))
+    _log_leaks(show, leaks)
 
     # -- training
     for observer in observers:
@@ -441,6 +458,7 @@ def run_prune(
             parameters=parameters,
             wall_time_s=time.perf_counter() - started,
             fmt=options.fmt,
+            progress=show.task,
         )
         outputs.commit(staging, output)
         outputs.remove_resume_state(output)

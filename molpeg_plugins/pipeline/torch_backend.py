@@ -12,6 +12,7 @@ one epoch of training, predictions and the ``model.pt`` file.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,23 +32,35 @@ from molpeg_plugins.pipeline.training import MODEL_FILE, EpochBackend, load_matc
 
 MODEL_KIND = "molpeg-torch-mlp"
 
+FINGERPRINT_BITS = 2048
+"""Length of the torch backend's Morgan fingerprints."""
 
-def morgan_fingerprints(
-    smiles: list[str], *, radius: int = 2, bits: int = 2048, advance: Any = None
+
+def packed_morgan_fingerprints(
+    smiles: Sequence[str], *, radius: int = 2, bits: int = FINGERPRINT_BITS, advance: Any = None
 ) -> np.ndarray:
-    """``(n, bits)`` float32 Morgan (ECFP-like) bit vectors of valid SMILES."""
+    """``(n, ⌈bits / 8⌉)`` uint8 Morgan (ECFP-like) bit vectors of valid SMILES, 8 bits a byte.
+
+    Bit ``j`` of molecule ``i`` is bit ``7 - j % 8`` of byte ``j // 8`` (:func:`numpy.packbits`
+    order; a last byte is padded with zeros): a 32nd of the memory of the float matrix
+    :func:`morgan_fingerprints` returns, which :func:`unpack_bits` (or
+    :func:`numpy.unpackbits`) restores.
+
+    Raises:
+        MolPegError: a SMILES that RDKit cannot parse.
+    """
     from rdkit import Chem, rdBase
     from rdkit.Chem import rdFingerprintGenerator
 
     generator = rdFingerprintGenerator.GetMorganGenerator(radius=radius, fpSize=bits)
-    out = np.zeros((len(smiles), bits), dtype=np.float32)
+    out = np.zeros((len(smiles), -(-bits // 8)), dtype=np.uint8)
     quiet_rdkit = rdBase.BlockLogs()
     try:
         for i, smi in enumerate(smiles):
             mol = Chem.MolFromSmiles(smi)
             if mol is None:
                 raise MolPegError(f"molecule {i}: RDKit cannot parse {smi!r}")
-            out[i] = generator.GetFingerprintAsNumPy(mol)
+            out[i] = np.packbits(generator.GetFingerprintAsNumPy(mol))
             if advance is not None and (i + 1) % 128 == 0:
                 advance(128)
     finally:
@@ -55,6 +68,29 @@ def morgan_fingerprints(
     if advance is not None and len(smiles) % 128:
         advance(len(smiles) % 128)
     return out
+
+
+def morgan_fingerprints(
+    smiles: Sequence[str], *, radius: int = 2, bits: int = FINGERPRINT_BITS, advance: Any = None
+) -> np.ndarray:
+    """``(n, bits)`` float32 Morgan (ECFP-like) bit vectors of valid SMILES.
+
+    The unpacked :func:`packed_morgan_fingerprints`, 4 bytes a bit: for small sets (the torch
+    backend itself keeps them packed).
+    """
+    packed = packed_morgan_fingerprints(smiles, radius=radius, bits=bits, advance=advance)
+    return np.unpackbits(packed, axis=1, count=bits).astype(np.float32)
+
+
+_BIT_SHIFTS = torch.tensor([7, 6, 5, 4, 3, 2, 1, 0], dtype=torch.uint8)
+
+
+def unpack_bits(packed: torch.Tensor) -> torch.Tensor:
+    """``(n, 8 * bytes)`` float32 0/1 bits of the ``(n, bytes)`` uint8 ``packed`` rows, on
+    ``packed``'s device (the inverse of :func:`packed_morgan_fingerprints`' packing)."""
+    shifts = _BIT_SHIFTS.to(packed.device)
+    bits = (packed.unsqueeze(-1) >> shifts) & 1
+    return bits.reshape(packed.shape[0], -1).to(torch.float32)
 
 
 class FingerprintMLP(nn.Module):
@@ -99,6 +135,9 @@ class FingerprintMLP(nn.Module):
 class FingerprintMLPModel(TorchEpochModel):
     """A :class:`FingerprintMLP` for one job: features, optimizer and EMA reference.
 
+    The fingerprints are kept packed (:func:`packed_morgan_fingerprints`, 256 bytes a
+    molecule) on the device and unpacked one batch at a time (:meth:`features`).
+
     Args:
         job: the run.
         pruner: the run's pruner (whether it needs a reference, and its device).
@@ -108,11 +147,11 @@ class FingerprintMLPModel(TorchEpochModel):
         self.job = job
         self.device = device = torch.device(job.device)
         with job.progress("Featurising", total=len(job.smiles)) as adv:
-            features = torch.from_numpy(morgan_fingerprints(job.smiles, advance=adv))
-        self.x = features.to(device)
+            packed = packed_morgan_fingerprints(job.smiles, advance=adv)
+        self.packed = torch.from_numpy(packed).to(device)
         self.y = torch.as_tensor(job.targets, dtype=torch.float32, device=device)
         self.train_rows = torch.as_tensor(job.train_idx, dtype=torch.long, device=device)
-        self.net = FingerprintMLP(self.x.shape[1], self.y.shape[1])
+        self.net = FingerprintMLP(8 * self.packed.shape[1], self.y.shape[1])
         if job.pretrained is not None:
             _load_pretrained(self.net, job)
         self.net.to(device)
@@ -133,11 +172,11 @@ class FingerprintMLPModel(TorchEpochModel):
         """One pass over the pruner's selection in batches; the mean training loss."""
         job, model, reference = self.job, self.net, self.reference
         model.train()
-        order = torch.as_tensor(list(pruner.sampler), dtype=torch.long, device=self.device)
+        order = pruner.sampler.indices().to(self.device)
         total, count = 0.0, 0
         for batch, idx in enumerate(batches(order, job.batch_size, job.progress)):
             rows = self.train_rows[idx]
-            x, y = self.x[rows], self.y[rows]
+            x, y = self.features(rows), self.y[rows]
             mask = torch.isfinite(y)
             z = model.embed(x)
             out = model.head(z)
@@ -166,9 +205,13 @@ class FingerprintMLPModel(TorchEpochModel):
             count += idx.numel()
         return total / max(count, 1)
 
+    def features(self, rows: torch.Tensor) -> torch.Tensor:
+        """The unpacked ``(len(rows), bits)`` float32 fingerprints of the molecules ``rows``."""
+        return unpack_bits(self.packed[rows])
+
     def inputs(self, rows: np.ndarray) -> torch.Tensor:
         """The fingerprints of the molecules ``rows``."""
-        return self.x[torch.as_tensor(rows, dtype=torch.long, device=self.device)]
+        return self.features(torch.as_tensor(rows, dtype=torch.long, device=self.device))
 
     def save(self, path: Path) -> None:
         """Write the ``model.pt`` that ``--pretrained`` fine-tunes from."""

@@ -25,6 +25,9 @@ from molpeg_plugins.pipeline.training import EpochModel
 if TYPE_CHECKING:
     from molpeg_plugins.engine.pruner import Pruner
 
+PREDICT_CHUNK = 8192
+"""Molecules per forward pass in :meth:`TorchEpochModel.predict`."""
+
 
 def unreduced_loss(task: str, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """``(batch, tasks)`` loss: BCE-with-logits or squared error; missing labels give 0."""
@@ -69,7 +72,7 @@ class TorchEpochModel(EpochModel):
     def train_epoch(self, pruner: Pruner, epoch: int) -> float:
         """Batches of the pruner's selection: loss, optimizer step, EMA update."""
         self.net.train()
-        order = torch.as_tensor(list(pruner.sampler), dtype=torch.long)
+        order = pruner.sampler.indices()
         train_idx = np.asarray(self.job.train_idx)
         total, count = 0.0, 0
         for batch, idx in enumerate(batches(order, self.job.batch_size, self.job.progress)):
@@ -89,14 +92,24 @@ class TorchEpochModel(EpochModel):
 
     @torch.no_grad()
     def predict(self, rows: np.ndarray) -> np.ndarray:
-        """``net``'s output in eval mode: probabilities (sigmoid) or values."""
+        """``net``'s output in eval mode: probabilities (sigmoid) or values.
+
+        The molecules go through ``net`` in chunks of :data:`PREDICT_CHUNK`, so that the
+        inputs of a large split are never all in memory at once.
+        """
         was_training = self.net.training
         self.net.eval()
-        out = self.net(self.inputs(rows)).float()
+        rows = np.asarray(rows, dtype=np.int64)
+        chunks = []
+        for start in range(0, len(rows), PREDICT_CHUNK):
+            out = self.net(self.inputs(rows[start : start + PREDICT_CHUNK])).float()
+            if self.job.task == "classification":
+                out = out.sigmoid()
+            chunks.append(out.cpu().numpy())
         self.net.train(was_training)
-        if self.job.task == "classification":
-            out = out.sigmoid()
-        return out.cpu().numpy()
+        if not chunks:
+            return np.zeros((0, len(self.job.target_names)), dtype=np.float32)
+        return np.concatenate(chunks)
 
     def weights(self) -> dict[str, Any]:
         """A detached copy of ``net``'s weights."""
