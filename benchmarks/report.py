@@ -47,6 +47,7 @@ SNIPPETS = [
     "selection_cost.md",
     "source_pruning.md",
     "scaling.md",
+    "sparse.md",
 ]
 
 
