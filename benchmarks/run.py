@@ -473,6 +473,7 @@ def task_scores(run: Run, data_path: Path, out_dir: Path, tier: str) -> list[dic
     if len(truth) != len(predictions) or not (truth.smiles == predictions.smiles).all():
         raise RuntimeError(f"{out_dir}: test predictions are not in the order of splits.json")
     tasks = list(run.dataset.targets or [c for c in frame.columns if c != "smiles"])
+    commit = git_commit()
     rows = []
     for task in tasks:
         labelled = truth[task].notna().to_numpy()
@@ -487,7 +488,7 @@ def task_scores(run: Run, data_path: Path, out_dir: Path, tier: str) -> list[dic
                 "test_positives": str(int(np.sum(y == 1))),
                 "roc": f"{roc_auc_score(y, p):.4f}" if both else "",
                 "prc": f"{average_precision_score(y, p):.4f}" if both else "",
-                "commit": git_commit(),
+                "commit": commit,
             }
         )  # fmt: skip
     return rows

@@ -263,8 +263,9 @@ def write_snippet() -> Path:
         "non-SMILES column a task, scaffold-balanced split 80/10/10 (data seed 0, the same "
         "split for every arm), `--threads 1`, one run at a time. MolPeg with the default "
         "reference (`--prune-reference auto`, the prediction head for classification). "
-        "ToxCast: 10 epochs, checkpoint chosen on validation ROC-AUC, seeds 0–2. MUV: 5 "
-        "epochs, checkpoint chosen on validation loss, one seed (a single run per arm: a "
+        "ToxCast: 10 epochs, checkpoint chosen on validation ROC-AUC, seeds 0–2 (the seeds "
+        "column counts the finished runs). MUV: 5 epochs, checkpoint chosen on validation "
+        "loss, one seed (a single run per arm: a "
         "cost measurement and a single-seed metric, not an accuracy claim).",
         "",
         "Test ROC-AUC and PRC-AUC ×100 are macro averages over the tasks with both classes "
@@ -300,7 +301,8 @@ def write_snippet() -> Path:
             "",
             "The built-in torch backend (an MLP on Morgan fingerprints) on the same prepared "
             f"sets: molpeg's scaffold split 80/10/10, {TORCH_EPOCHS} epochs, one thread, "
-            "seeds 0–2. Full data is soft random at 0% pruned (no pruning, no reference); "
+            "seeds 0–2 (the seeds column counts the finished runs). Full data is soft random at "
+            "0% pruned (no pruning, no reference); "
             "MolPeg uses its default head reference. Test metrics are the report's macro "
             "ROC-AUC and PRC-AUC (tasks with both classes in test) ×100, mean ± sd over "
             "seeds.",
