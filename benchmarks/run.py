@@ -63,7 +63,7 @@ OWN_FOUNDATION = WORK / "pretrain/chemprop/model_0/best.pt"
 FIELDS = [
     "tier", "dataset", "method", "ratio", "seed", "metric_name", "metric", "wall_seconds",
     "fit_seconds", "epochs", "seconds_per_epoch", "peak_rss_mb", "foundation", "device",
-    "commit", "finished", "load_1min",
+    "commit", "finished", "load_1min", "cpu_seconds",
 ]  # fmt: skip
 # One row per task of a multitask run (``<tier>_tasks.csv``); empty metrics: the task lacks
 # a class among its labelled test molecules.
@@ -382,9 +382,21 @@ def chemprop_executable() -> str:
 
 MEASURE = (
     "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
-    "print('MOLPEG_PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, "
-    "file=sys.stderr); sys.exit(r.returncode)"
+    "u = resource.getrusage(resource.RUSAGE_CHILDREN); "
+    "print('MOLPEG_PEAK_RSS_KB', u.ru_maxrss, file=sys.stderr); "
+    "print('MOLPEG_CPU_SECONDS', u.ru_utime + u.ru_stime, file=sys.stderr); "
+    "sys.exit(r.returncode)"
 )
+
+
+def cpu_seconds(log_text: str) -> str:
+    """The run's CPU time (user + system, all its processes) from its log, or ``""``.
+
+    On a shared machine this is the cost to compare: unlike wall time, it hardly depends on
+    what else runs.
+    """
+    found = re.search(r"MOLPEG_CPU_SECONDS ([\d.]+)", log_text)
+    return f"{float(found.group(1)):.0f}" if found else ""
 
 
 def _stamp(line: str) -> float:
@@ -437,6 +449,7 @@ def execute(run: Run, tier: str) -> dict[str, str]:
         "commit": git_commit(),
         "finished": datetime.now().isoformat(timespec="seconds"),
         "load_1min": f"{load:.2f}",
+        "cpu_seconds": cpu_seconds(text),
     }
 
 

@@ -42,7 +42,7 @@ SEEDS = (0, 1, 2)
 TORCH_EPOCHS = 10
 TORCH_FIELDS = [
     "dataset", "method", "ratio", "seed", "epochs", "roc", "prc", "wall_seconds",
-    "peak_rss_mb", "load_1min", "train", "kept", "device", "commit", "finished",
+    "peak_rss_mb", "load_1min", "train", "kept", "device", "commit", "finished", "cpu_seconds",
 ]  # fmt: skip
 CHEMPROP_COMMAND = "python benchmarks/run.py --tier sparse --jobs 1 --threads 1"
 TORCH_COMMAND = "python benchmarks/sparse.py --torch"
@@ -113,6 +113,7 @@ def run_torch_grid() -> None:
                     "kept": str(report["counts"]["kept"]), "device": run.device_name(),
                     "commit": run.git_commit(),
                     "finished": datetime.now().isoformat(timespec="seconds"),
+                    "cpu_seconds": run.cpu_seconds(text),
                 }  # fmt: skip
                 run.append(TORCH_CSV, [row], TORCH_FIELDS)
                 print(f"{name}: roc={row['roc']} prc={row['prc']} wall={row['wall_seconds']}s")
@@ -167,8 +168,8 @@ def chemprop_table(rows: pd.DataFrame, tasks: pd.DataFrame, dataset: str) -> lis
     base_fit = full.fit_seconds.mean() if len(full) else float("nan")
     lines = [
         "| arm | seeds | test ROC-AUC | test PRC-AUC | tasks scored | wall s | wall vs full | "
-        "fit vs full | peak RSS MB | load (1 min) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "fit vs full | CPU s | CPU vs full | peak RSS MB | load (1 min) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (method, ratio), g in sub.groupby(["method", "ratio"], sort=False):
         m = macro[(macro.method == method) & (macro.ratio == ratio) & macro.seed.isin(g.seed)]
@@ -177,9 +178,10 @@ def chemprop_table(rows: pd.DataFrame, tasks: pd.DataFrame, dataset: str) -> lis
         lines.append(
             f"| {_arm(method, ratio)} | {len(g)} | {_mean_sd(m.roc)} | {_mean_sd(m.prc)} | "
             f"{scored} | {g.wall_seconds.mean():.0f} | {g.wall_seconds.mean() / base_wall:.2f}× | "
-            f"{g.fit_seconds.mean() / base_fit:.2f}× | {g.peak_rss_mb.mean():.0f} | {load} |"
+            f"{g.fit_seconds.mean() / base_fit:.2f}× | {_cpu(g, full)} | "
+            f"{g.peak_rss_mb.mean():.0f} | {load} |"
         )
-    return lines
+    return lines + load_caveat(sub)
 
 
 def muv_task_table(tasks: pd.DataFrame) -> list[str]:
@@ -198,7 +200,8 @@ def muv_task_table(tasks: pd.DataFrame) -> list[str]:
         for method, ratio in arms:
             hit = g[(g.method == method) & (g.ratio == ratio)]
             value = hit.prc.iloc[0] if len(hit) else np.nan
-            cells.append("no positive" if np.isnan(value) else f"{100 * value:.1f}")
+            one_class = "no positive" if first.test_positives == 0 else "no negative"
+            cells.append(one_class if np.isnan(value) else f"{100 * value:.1f}")
         lines.append(
             f"| {task} | {int(first.test_labels)} | {int(first.test_positives)} | "
             + " | ".join(cells)
@@ -214,17 +217,42 @@ def torch_table(frame: pd.DataFrame, dataset: str) -> list[str]:
         return []
     base = sub[sub.method == "full"].wall_seconds.mean()
     lines = [
-        "| arm | seeds | test ROC-AUC | test PRC-AUC | wall s | wall vs full | peak RSS MB | "
-        "load (1 min) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| arm | seeds | test ROC-AUC | test PRC-AUC | wall s | wall vs full | CPU s | "
+        "CPU vs full | peak RSS MB | load (1 min) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (method, ratio), g in sub.groupby(["method", "ratio"], sort=False):
         lines.append(
             f"| {_arm(method, ratio)} | {len(g)} | {_mean_sd(g.roc)} | {_mean_sd(g.prc)} | "
             f"{g.wall_seconds.mean():.0f} | {g.wall_seconds.mean() / base:.2f}× | "
+            f"{_cpu(g, sub[sub.method == 'full'])} | "
             f"{g.peak_rss_mb.mean():.0f} | {g.load_1min.min():.1f}–{g.load_1min.max():.1f} |"
         )
-    return lines
+    return lines + load_caveat(sub)
+
+
+def _cpu(runs: pd.DataFrame, full: pd.DataFrame) -> str:
+    """``CPU s | CPU vs full`` cells: mean CPU seconds of ``runs`` (those that logged it)."""
+    if "cpu_seconds" not in runs or runs.cpu_seconds.isna().all():
+        return "— | —"
+    mean = runs.cpu_seconds.mean()
+    base = full.cpu_seconds.mean() if "cpu_seconds" in full else float("nan")
+    ratio = f"{mean / base:.2f}×" if base == base else "—"
+    return f"{mean:.0f} | {ratio}"
+
+
+def load_caveat(runs: pd.DataFrame) -> list[str]:
+    """A warning under a cost table whose runs saw loads more than 20% apart."""
+    low, high = runs.load_1min.min(), runs.load_1min.max()
+    if not high > 1.2 * low:
+        return []
+    return [
+        "",
+        f"The machine's load differed between these runs ({low:.1f} to {high:.1f} on 2 "
+        "cores), so the wall and fit time ratios above measure the load as much as the "
+        "pruning: they are not speed-ups. CPU seconds (user + system time of the run's "
+        "processes, where logged) hardly depend on the load.",
+    ]
 
 
 def _read(path: Path) -> pd.DataFrame:
@@ -289,8 +317,9 @@ def write_snippet() -> Path:
         parts += [
             "### MUV task by task (seed 0)",
             "",
-            'PRC-AUC ×100 per task; "no positive": the task has no positive among its '
-            "labelled test molecules, so it is left out of the macro average.",
+            'PRC-AUC ×100 per task; "no positive" ("no negative"): the task has no positive '
+            "(negative) among its labelled test molecules, so it is left out of the macro "
+            "average.",
             "",
             *per_task,
             "",
