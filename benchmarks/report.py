@@ -49,6 +49,7 @@ SNIPPETS = [
     "scaling.md",
     "distributed.md",
     "million.md",
+    "sparse.md",
 ]
 
 

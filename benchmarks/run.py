@@ -14,6 +14,7 @@ skipped). ``--report`` regenerates ``docs/benchmarks.md`` and the plots from the
     python benchmarks/run.py --tier reference --jobs 2 --threads 1  # cheaper references (CPU)
     python benchmarks/run.py --tier equal-time       # full data for 3, 4 and 6 epochs (CPU)
     python benchmarks/run.py --tier staleness --jobs 2 --threads 1  # MolPeg at 80-90% (CPU)
+    python benchmarks/run.py --tier sparse --jobs 1 --threads 1  # ToxCast and MUV (CPU)
     python benchmarks/run.py --tier paper --jobs 12  # the full grid (GPU; resumable)
     python benchmarks/run.py --report                # tables + plots only
 
@@ -24,6 +25,10 @@ Tiers:
            seeds 0, 1, 2; ordered so that a cut-off run leaves whole seeds of the 0.6 column
            first. ``--jobs N`` runs N grid points at once (one GPU is shared; each run gets
            ``--threads`` CPU threads). ``benchmarks/gpu_session.sh`` drives it on a lent GPU.
+    sparse ToxCast (617 tasks, 3 seeds, 10 epochs) and MUV (93k molecules, 17 tasks, 1 seed,
+           5 epochs), full data vs MolPeg (default head reference) at 40/60% pruned; every
+           task is also scored on its own (``sparse_tasks.csv``; ``benchmarks/sparse.py``
+           writes the report snippet and runs the ``molpeg prune --backend torch`` half).
 
 Environment: ``MOLPEG_SHARED`` overrides where ``../shared`` (data and models) is read from, and
 ``MOLPEG_COMMIT`` names the commit when the tree has no ``.git`` (a copied working tree).
@@ -32,6 +37,7 @@ Environment: ``MOLPEG_SHARED`` overrides where ``../shared`` (data and models) i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import os
 import platform
@@ -57,20 +63,45 @@ OWN_FOUNDATION = WORK / "pretrain/chemprop/model_0/best.pt"
 FIELDS = [
     "tier", "dataset", "method", "ratio", "seed", "metric_name", "metric", "wall_seconds",
     "fit_seconds", "epochs", "seconds_per_epoch", "peak_rss_mb", "foundation", "device",
-    "commit", "finished",
+    "commit", "finished", "load_1min", "cpu_seconds",
 ]  # fmt: skip
+# One row per task of a multitask run (``<tier>_tasks.csv``); empty metrics: the task lacks
+# a class among its labelled test molecules.
+TASK_FIELDS = [
+    "tier", "dataset", "method", "ratio", "seed", "epochs", "task", "test_labels",
+    "test_positives", "roc", "prc", "commit",
+]  # fmt: skip
+LOAD_EVERY_S = 30.0  # how often the 1-minute load average is sampled during a run
 
 
 @dataclass(frozen=True)
 class Dataset:
-    """A benchmark target set."""
+    """A benchmark target set.
+
+    ``targets`` are the label columns (``None``: every column but ``smiles``, chemprop's own
+    default when ``--target-columns`` is omitted); ``metrics`` are chemprop metric names, the
+    first one logged as ``test/<metric>`` in the row; ``tracking`` is chemprop's
+    ``--tracking-metric`` (``None``: the first metric). A multitask set's runs are also
+    scored task by task (:func:`task_scores`).
+    """
 
     name: str
     source: Path
     task: str
-    target: str
-    metric: str  # chemprop metric name logged as test/<metric>
+    targets: tuple[str, ...] | None
+    metrics: tuple[str, ...]
     subsample: int | None = None
+    tracking: str | None = None
+
+    @property
+    def metric(self) -> str:
+        """The metric of the row's ``metric`` column."""
+        return self.metrics[0]
+
+    @property
+    def multitask(self) -> bool:
+        """Whether the set has several label columns (scored per task as well)."""
+        return self.targets is None or len(self.targets) > 1
 
 
 @dataclass(frozen=True)
@@ -94,14 +125,32 @@ class Run:
             str(self.epochs),
         )
 
+    @property
+    def name(self) -> str:
+        """The run's folder and log name under ``<work>/<tier>/``."""
+        return "-".join(self.key).replace(".", "")
 
-HIV = Dataset("HIV", SHARED / "data/moleculenet/HIV.csv", "classification", "HIV_active", "roc")
-LIPO = Dataset(
-    "Lipophilicity", SHARED / "data/moleculenet/Lipophilicity.csv", "regression", "exp", "rmse"
+
+HIV = Dataset(
+    "HIV", SHARED / "data/moleculenet/HIV.csv", "classification", ("HIV_active",), ("roc",)
 )
+LIPO = Dataset(
+    "Lipophilicity", SHARED / "data/moleculenet/Lipophilicity.csv", "regression", ("exp",),
+    ("rmse",),
+)  # fmt: skip
+# Sparse multitask sets: every non-SMILES column is a task (most labels missing).
+TOXCAST = Dataset(
+    "ToxCast", SHARED / "data/moleculenet/toxcast.csv.gz", "classification", None, ("roc", "prc")
+)
+# MUV: ~0.2% positives, so PRC-AUC is the metric; checkpoints are chosen on the validation
+# loss (a validation task holds only a few positives, too few for a stable PRC-AUC).
+MUV = Dataset(
+    "MUV", SHARED / "data/moleculenet/muv.csv.gz", "classification", None, ("prc", "roc"),
+    tracking="val_loss",
+)  # fmt: skip
 TIERS = [
     "quick", "timing", "gpu-timing", "own", "investigate", "reference", "equal-time", "staleness",
-    "paper",
+    "sparse", "paper",
 ]  # fmt: skip
 METHODS = ["molpeg", "infobatch", "soft-random", "hard-random", "el2n"]
 # Method variants of the `investigate` tier: name → (strategy, extra chemprop options).
@@ -242,6 +291,13 @@ def grid(tier: str, foundation: Path) -> list[Run]:
         ]
         for ratio, methods in plan:
             runs += [Run(hiv, m, ratio, s, 10, foundation) for s in (0, 1, 2) for m in methods]
+    elif tier == "sparse":
+        # Sparse multitask at scale with the library's default reference (auto = head for
+        # classification): ToxCast (617 tasks) for 3 seeds first, then MUV (93k molecules,
+        # 17 tasks), one seed, 5 epochs.
+        arms = [("full", 0.0), ("molpeg+head", 0.4), ("molpeg+head", 0.6)]
+        runs += [Run(TOXCAST, m, r, s, 10, foundation) for s in (0, 1, 2) for m, r in arms]
+        runs += [Run(MUV, m, r, 0, 5, foundation) for m, r in arms]
     elif tier == "own":
         # Fine-tuning from our own descriptor-pretrained encoder (pretrain_descriptors.py).
         hiv = Dataset(**{**HIV.__dict__, "name": "HIV-10k", "subsample": 10_000})
@@ -298,11 +354,13 @@ def prepare(data: Dataset) -> Path:
 def command(run: Run, data_path: Path, out_dir: Path) -> list[str]:
     """The chemprop command line of a run."""
     data = run.dataset
+    targets = ["--target-columns", *data.targets] if data.targets else []
     cmd = [
         chemprop_executable(), "train", "--data-path", str(data_path), "--task-type", data.task,
-        "--smiles-columns", "smiles", "--target-columns", data.target,
+        "--smiles-columns", "smiles", *targets,
         "--split-type", "scaffold_balanced", "--split-sizes", "0.8", "0.1", "0.1",
-        "--epochs", str(run.epochs), "--metrics", data.metric, "--tracking-metric", data.metric,
+        "--epochs", str(run.epochs), "--metrics", *data.metrics,
+        "--tracking-metric", data.tracking or data.metric,
         "--data-seed", "0", "--pytorch-seed", str(run.seed), "--num-workers", "0",
         "--output-dir", str(out_dir), "--from-foundation", str(run.foundation),
     ]  # fmt: skip
@@ -325,9 +383,21 @@ def chemprop_executable() -> str:
 
 MEASURE = (
     "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
-    "print('MOLPEG_PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, "
-    "file=sys.stderr); sys.exit(r.returncode)"
+    "u = resource.getrusage(resource.RUSAGE_CHILDREN); "
+    "print('MOLPEG_PEAK_RSS_KB', u.ru_maxrss, file=sys.stderr); "
+    "print('MOLPEG_CPU_SECONDS', u.ru_utime + u.ru_stime, file=sys.stderr); "
+    "sys.exit(r.returncode)"
 )
+
+
+def cpu_seconds(log_text: str) -> str:
+    """The run's CPU time (user + system, all its processes) from its log, or ``""``.
+
+    On a shared machine this is the cost to compare: unlike wall time, it hardly depends on
+    what else runs.
+    """
+    found = re.search(r"MOLPEG_CPU_SECONDS ([\d.]+)", log_text)
+    return f"{float(found.group(1)):.0f}" if found else ""
 
 
 def _stamp(line: str) -> float:
@@ -337,7 +407,7 @@ def _stamp(line: str) -> float:
 def execute(run: Run, tier: str) -> dict[str, str]:
     """Run one grid point and return its CSV row."""
     data_path = prepare(run.dataset)
-    name = "-".join(run.key).replace(".", "")
+    name = run.name
     out_dir = WORK / tier / name
     log_path = WORK / tier / f"{name}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -349,9 +419,10 @@ def execute(run: Run, tier: str) -> dict[str, str]:
         env = dict(os.environ)
         if THREADS is not None:
             env.update(OMP_NUM_THREADS=str(THREADS), MKL_NUM_THREADS=str(THREADS))
-        proc = subprocess.run(
+        proc = subprocess.Popen(
             [sys.executable, "-c", MEASURE, *cmd], stdout=log, stderr=log, env=env
         )
+        load = sampled_load(proc)
     wall = time.perf_counter() - t0
     text = log_path.read_text()
     if proc.returncode != 0:
@@ -378,7 +449,63 @@ def execute(run: Run, tier: str) -> dict[str, str]:
         "device": device_name() + (f", {JOBS} runs at once" if JOBS > 1 else ""),
         "commit": git_commit(),
         "finished": datetime.now().isoformat(timespec="seconds"),
+        "load_1min": f"{load:.2f}",
+        "cpu_seconds": cpu_seconds(text),
     }
+
+
+def sampled_load(proc: subprocess.Popen) -> float:
+    """Wait for ``proc``; the mean 1-minute load average sampled every ``LOAD_EVERY_S``."""
+    samples = []
+    while proc.poll() is None:
+        samples.append(os.getloadavg()[0])
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=LOAD_EVERY_S)
+    samples.append(os.getloadavg()[0])
+    return sum(samples) / len(samples)
+
+
+def task_scores(run: Run, data_path: Path, out_dir: Path, tier: str) -> list[dict[str, str]]:
+    """Test ROC-AUC and PRC-AUC of every task of a finished multitask run, one row per task.
+
+    The test molecules are the rows of the prepared CSV at the test indices of chemprop's
+    ``splits.json``, in the order of ``model_0/test_predictions.csv`` (checked by SMILES).
+    Each task is scored on its labelled test molecules (missing labels are left out) with
+    scikit-learn's ``roc_auc_score`` and ``average_precision_score``; a task without both
+    classes among them keeps its row with empty metrics (``test_positives`` says why).
+    """
+    import json
+
+    import numpy as np
+    import pandas as pd
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    frame = pd.read_csv(data_path)
+    test = json.loads((out_dir / "splits.json").read_text())[0]["test"]
+    predictions = pd.read_csv(out_dir / "model_0/test_predictions.csv")
+    truth = frame.iloc[test].reset_index(drop=True)
+    if len(truth) != len(predictions) or not (truth.smiles == predictions.smiles).all():
+        raise RuntimeError(f"{out_dir}: test predictions are not in the order of splits.json")
+    tasks = list(run.dataset.targets or [c for c in frame.columns if c != "smiles"])
+    commit = git_commit()
+    rows = []
+    for task in tasks:
+        labelled = truth[task].notna().to_numpy()
+        y = truth[task].to_numpy(float)[labelled]
+        p = predictions[task].to_numpy(float)[labelled]
+        both = 0 < y.sum() < y.size
+        rows.append(
+            {
+                "tier": tier, "dataset": run.dataset.name, "method": run.method,
+                "ratio": f"{run.ratio:.2f}", "seed": str(run.seed), "epochs": str(run.epochs),
+                "task": task, "test_labels": str(int(y.size)),
+                "test_positives": str(int(np.sum(y == 1))),
+                "roc": f"{roc_auc_score(y, p):.4f}" if both else "",
+                "prc": f"{average_precision_score(y, p):.4f}" if both else "",
+                "commit": commit,
+            }
+        )  # fmt: skip
+    return rows
 
 
 def device_name() -> str:
@@ -418,14 +545,19 @@ _APPEND_LOCK = threading.Lock()
 JOBS = 1  # runs at once (set by --jobs)
 
 
-def append(path: Path, row: dict[str, str]) -> None:
-    """Append one row (writing the header first if the file is new), flushed to disk."""
-    with _APPEND_LOCK, path.open("a", newline="") as f:
-        new = f.tell() == 0
-        writer = csv.DictWriter(f, fieldnames=FIELDS)
-        if new:
+def append(path: Path, rows: list[dict[str, str]], fields: list[str] = FIELDS) -> None:
+    """Append rows (writing the header ``fields`` first if the file is new), flushed to disk.
+
+    A file that already exists keeps its own header: columns it lacks (``load_1min`` in the
+    CSVs of earlier runs) are left out of its rows.
+    """
+    with _APPEND_LOCK, path.open("a+", newline="") as f:
+        f.seek(0)
+        header = next(csv.reader(f), None)
+        writer = csv.DictWriter(f, fieldnames=header or fields, extrasaction="ignore")
+        if header is None:
             writer.writeheader()
-        writer.writerow(row)
+        writer.writerows(rows)
         f.flush()
         os.fsync(f.fileno())
 
@@ -438,7 +570,10 @@ def run_grid(todo: list[Run], tier: str, results: Path, jobs: int) -> int:
 
     def one(run: Run) -> dict[str, str]:
         row = execute(run, tier)
-        append(results, row)
+        if run.dataset.multitask:  # before the row, so a finished row has its tasks
+            tasks = task_scores(run, prepare(run.dataset), WORK / tier / run.name, tier)
+            append(results.with_name(f"{tier}_tasks.csv"), tasks, TASK_FIELDS)
+        append(results, [row])
         return row
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:

@@ -181,6 +181,91 @@ def test_multitask_with_missing_labels_tox21(data_dir: Path) -> None:
     assert [int(h["num_kept"]) for h in molpeg.pruner.history] == [160, 80, 80]
 
 
+MUV_TASKS = [
+    "MUV-466", "MUV-548", "MUV-600", "MUV-644", "MUV-652", "MUV-689", "MUV-692", "MUV-712",
+]  # fmt: skip
+
+
+def test_muv_molecules_without_labels_score_zero_and_are_pruned_first(data_dir: Path) -> None:
+    """Real MUV rows trained on 8 of the 17 tasks: about a third of the molecules have no
+    label in those tasks. Missing labels never reach a loss; an unlabelled molecule's loss is
+    ``nan`` and its score 0, so MolPeg (default head reference) drops it first."""
+    from molpeg_chemprop.losses import sample_loss
+
+    train, val = datasets(data_dir / "muv_300.csv", MUV_TASKS, 240, n_val=60)
+    labelled = torch.as_tensor(np.isfinite(train.Y).any(1))
+    unlabelled = int((~labelled).sum())
+    assert 40 < unlabelled < 240 - num_kept(240, 0.5), "the slice must leave room to drop all"
+    assert np.isnan(train.Y[labelled.numpy()]).any(), "labelled rows must miss some labels too"
+    molpeg = MolPegCallback(prune_ratio=0.5, warmup_epochs=1, strategy="molpeg")
+    expected: dict[tuple[int, int], torch.Tensor] = {}
+    recorded: list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor | None]] = []
+
+    class Check(pl.Callback):
+        def on_train_start(self, trainer, pl_module) -> None:
+            original = molpeg.pruner.record
+
+            def record(indices, online_loss, reference_loss=None):
+                reference = None if reference_loss is None else reference_loss.clone()
+                recorded.append(
+                    (trainer.current_epoch, indices.clone(), online_loss.clone(), reference)
+                )
+                return original(indices, online_loss, reference_loss)
+
+            molpeg.pruner.record = record
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+            with torch.no_grad():
+                logits = pl_module.predictor.train_step(pl_module.fingerprint(batch.bmg))
+            mask = batch.Y.isfinite()
+            weights = torch.ones(len(mask), 1)
+            criterion = nn.BCELoss()  # the model's own one is tapped by MolPegCallback
+            # whatever value a missing label is filled with, no loss changes
+            filled = [batch.Y.nan_to_num(nan=value) for value in (0.0, 1.0, 1e6)]
+            per_molecule = [sample_loss(criterion, logits, y, mask, weights, None, None)
+                            for y in filled]  # fmt: skip
+            batch_loss = [criterion(logits, y, mask, weights) for y in filled]
+            for other in per_molecule[1:]:
+                torch.testing.assert_close(other, per_molecule[0], equal_nan=True)
+            for other in batch_loss[1:]:
+                torch.testing.assert_close(other, batch_loss[0])
+            bce = torch.nn.functional.binary_cross_entropy_with_logits(
+                logits, filled[0], reduction="none"
+            )
+            manual = (bce * mask).sum(1) / mask.sum(1)  # nan where a molecule has no label
+            torch.testing.assert_close(per_molecule[0], manual, equal_nan=True)
+            for i, loss in zip(
+                molpeg.batch_indices(batch, batch_idx).tolist(), manual, strict=True
+            ):
+                expected[(trainer.current_epoch, i)] = loss
+
+    fit = trainer([molpeg, Check()])
+    fit.fit(
+        small_mpnn(n_tasks=len(MUV_TASKS)),
+        data.build_dataloader(train, batch_size=32, seed=0),
+        data.build_dataloader(val, batch_size=64, shuffle=False),
+    )
+    assert [int(h["num_kept"]) for h in molpeg.pruner.history] == [240, 120, 120]
+    for epoch, indices, online, reference in recorded:
+        gone = ~labelled[indices]
+        assert torch.isnan(online[gone]).all() and torch.isfinite(online[~gone]).all()
+        want = torch.stack([expected[(epoch, int(i))] for i in indices])
+        torch.testing.assert_close(online, want, rtol=1e-5, atol=1e-6, equal_nan=True)
+        if reference is not None:  # the head reference ignores missing labels the same way
+            assert torch.isnan(reference[gone]).all()
+            assert torch.isfinite(reference[~gone]).all()
+    book = molpeg.pruner.book
+    assert bool((book.num_updates[~labelled] > 0).all())
+    assert bool((book.score[~labelled] == 0).all()), "an unlabelled molecule scores 0"
+    assert bool(torch.isnan(book.online_loss[~labelled]).all())
+    assert bool(torch.isfinite(book.score[labelled & (book.num_updates > 0)]).all())
+    # the pruned epochs keep only labelled molecules: the unlabelled ones go first
+    for epoch in (1, 2):
+        kept = torch.cat([idx for e, idx, _, _ in recorded if e == epoch])
+        assert kept.numel() == 120 and bool(labelled[kept].all())
+    assert bool(labelled[molpeg.pruner.final_selection()].all())
+
+
 def test_regression_esol_and_noam_schedule_resized(data_dir: Path) -> None:
     target = "measured log solubility in mols per litre"
     train, val = datasets(data_dir / "esol_600.csv", [target], 160)
