@@ -354,7 +354,7 @@ def markdown(frame: pd.DataFrame) -> str:
         f"(1-minute load average {first.load_before:.1f} at the start, "
         f"{first.load_after:.1f} at the end): the times are those of a loaded machine.",
         "",
-        "<!-- docs-test: skip needs the prepared million-molecule CSV (bench_million.py) -->",
+        "<!-- docs-test: skip (needs the CSV that bench_million.py prepares) -->",
         "```bash",
         first.command,
         "```",
