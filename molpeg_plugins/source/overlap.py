@@ -10,13 +10,13 @@ two stereoisomers are different molecules, one molecule written twice is one.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from molpeg_plugins.pipeline.data import smiles_text_problem
-from molpeg_plugins.source.chunked import Progress, chunks
+from molpeg_plugins.source.chunked import Progress, map_chunks
 
 _TARGET_KEYS: dict[str, int] = {}  # set in each worker by _set_target_keys
 
@@ -102,40 +102,18 @@ def find_target_overlap(
         key = canonical_key(smi)
         if key is not None:
             keys.setdefault(key, row)
-    slices = list(chunks(len(source_smiles), chunk_size))
-    jobs = ((list(source_smiles[s]), s.start) for s in slices)
     found: list[tuple[int, int, str]] = []
-    results: Iterator[list[tuple[int, int, str]]]
-    if workers > 1 and len(slices) > 1:
-        import multiprocessing as mp
-
-        with mp.get_context("spawn").Pool(
-            workers, initializer=_set_target_keys, initargs=(keys,)
-        ) as pool:
-            results = pool.imap(_matches, jobs)
-            _collect(results, slices, found, progress, stage, len(source_smiles))
-    else:
-        _set_target_keys(keys)
-        try:
-            _collect(map(_matches, jobs), slices, found, progress, stage, len(source_smiles))
-        finally:
-            _set_target_keys({})
+    try:
+        for _, chunk in map_chunks(
+            _matches, len(source_smiles), lambda s: (list(source_smiles[s]), s.start),
+            chunk_size=chunk_size, workers=workers, progress=progress, stage=stage,
+            initializer=_set_target_keys, initargs=(keys,),
+        ):  # fmt: skip
+            found.extend(chunk)
+    finally:
+        _set_target_keys({})  # in-process runs set this process's keys
     return TargetOverlap(
         source_rows=np.array([f[0] for f in found], dtype=np.int64),
         target_rows=np.array([f[1] for f in found], dtype=np.int64),
         molecules=[f[2] for f in found],
     )
-
-
-def _collect(
-    results: Iterator[list[tuple[int, int, str]]],
-    slices: list[slice],
-    found: list[tuple[int, int, str]],
-    progress: Progress | None,
-    stage: str,
-    total: int,
-) -> None:
-    for s, chunk in zip(slices, results, strict=True):
-        found.extend(chunk)
-        if progress:
-            progress(stage, s.stop, total)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -37,7 +37,7 @@ from molpeg_plugins.pipeline.csv_records import resolve_column as resolve_column
 from molpeg_plugins.pipeline.data import smiles_text_problem
 from molpeg_plugins.plugins import MolPegPluginManager, get_plugin_manager
 from molpeg_plugins.source.chunked import Progress as Progress
-from molpeg_plugins.source.chunked import chunks
+from molpeg_plugins.source.chunked import chunks, map_chunks
 from molpeg_plugins.source.overlap import TargetOverlap, find_target_overlap
 
 GroupFeatures = Literal["morgan", "scaffold", "embedding"]
@@ -175,24 +175,12 @@ def morgan_features(
     n = len(smiles)
     data = np.zeros((n, n_bits // 8), dtype=np.uint8)
     valid = np.zeros(n, dtype=bool)
-    slices = list(chunks(n, chunk_size))
-    jobs = ((list(smiles[s]), radius, n_bits, scaffold) for s in slices)
-    if workers > 1 and len(slices) > 1:
-        import multiprocessing as mp
-
-        with mp.get_context("spawn").Pool(workers) as pool:
-            results: Iterator[tuple[np.ndarray, np.ndarray]] = pool.imap(_morgan_chunk, jobs)
-            _fill(results, slices, data, valid, progress, stage, n)
-    else:
-        _fill(map(_morgan_chunk, jobs), slices, data, valid, progress, stage, n)
-    return Features(data, valid, packed=True)
-
-
-def _fill(results, slices, data, valid, progress, stage, n) -> None:  # type: ignore[no-untyped-def]
-    for s, (bits, ok) in zip(slices, results, strict=True):
+    for s, (bits, ok) in map_chunks(
+        _morgan_chunk, n, lambda s: (list(smiles[s]), radius, n_bits, scaffold),
+        chunk_size=chunk_size, workers=workers, progress=progress, stage=stage,
+    ):  # fmt: skip
         data[s], valid[s] = bits, ok
-        if progress:
-            progress(stage, s.stop, n)
+    return Features(data, valid, packed=True)
 
 
 def model_outputs(
