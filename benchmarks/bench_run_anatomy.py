@@ -278,10 +278,15 @@ def upgrade_header(csv_path: Path) -> None:
         if reader.fieldnames == FIELDS:
             return
         rows = list(reader)
+    import io
+
     from molpeg_plugins.pipeline.atomic import write_text
 
-    lines = [",".join(FIELDS)] + [",".join(row.get(k, "") or "" for k in FIELDS) for row in rows]
-    write_text(csv_path, "\n".join(lines) + "\n")
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=FIELDS, restval="", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(csv_path, text.getvalue())
 
 
 LABELS = {

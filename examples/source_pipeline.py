@@ -193,11 +193,12 @@ def main() -> None:
         if Chem.MolFromSmiles(s) is not None
     ]
     write_text(target_csv, "smiles,label\n" + "".join(f"{s},{y}\n" for s, y in tgt_rows))
-    leaked = find_target_overlap(records.values[scol][:n], [s for s, _ in tgt_rows], workers=2)
+    source_smiles = records.values[scol]
+    leaked = find_target_overlap(source_smiles[:n], [s for s, _ in tgt_rows], workers=2)
     rows = np.setdiff1d(np.arange(n), leaked.source_rows)
     source_csv = work / "source.csv"
     records.write_subset(source_csv, rows)
-    smiles = [records.values[scol][i] for i in rows]
+    smiles = [source_smiles[i] for i in rows]
     n = len(rows)
     print(
         f"source: {n:,} molecules ({len(leaked):,} target molecules removed) · "
