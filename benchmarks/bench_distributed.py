@@ -74,7 +74,9 @@ def prepare_data(rows: int, fingerprints: bool) -> tuple[Path, Path | None]:
     """The first ``rows`` MOSES molecules with MolLogP labels (and packed fingerprints), cached."""
     import pandas as pd
     from rdkit import Chem
-    from rdkit.Chem import Descriptors, rdFingerprintGenerator
+    from rdkit.Chem import Descriptors
+
+    from molpeg_plugins.pipeline.torch_backend import packed_morgan_fingerprints
 
     WORK.mkdir(parents=True, exist_ok=True)
     labels = WORK / f"moses_logp_{rows}.csv"
@@ -85,16 +87,13 @@ def prepare_data(rows: int, fingerprints: bool) -> tuple[Path, Path | None]:
     smiles = pd.read_csv(MOSES)["smiles"].head(rows).tolist()
     if len(smiles) < rows:
         raise SystemExit(f"{MOSES} has only {len(smiles)} molecules, not {rows}")
-    generator = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=FP_BITS)
     logp = np.zeros(rows, dtype=np.float32)
-    bits = np.zeros((rows, FP_BITS // 8), dtype=np.uint8)
     for i, smi in enumerate(smiles):
         mol = Chem.MolFromSmiles(smi)
         if mol is None:
             raise SystemExit(f"RDKit cannot parse MOSES molecule {i}: {smi!r}")
         logp[i] = Descriptors.MolLogP(mol)
-        if need_fp:
-            bits[i] = np.packbits(generator.GetFingerprintAsNumPy(mol).astype(np.uint8))
+    bits = packed_morgan_fingerprints(smiles, bits=FP_BITS) if need_fp else None
     from molpeg_plugins.pipeline.atomic import atomic_write
 
     frame = pd.DataFrame({"smiles": smiles, "logp": logp})
@@ -135,7 +134,7 @@ def torch_worker(args: argparse.Namespace) -> None:
 
     from molpeg_plugins import EMAReference, IndexedDataset, Pruner
     from molpeg_plugins.pipeline.atomic import torch_save
-    from molpeg_plugins.pipeline.torch_backend import FingerprintMLP
+    from molpeg_plugins.pipeline.torch_backend import FingerprintMLP, unpack_bits
     from molpeg_plugins.pipeline.training import capture_rng, restore_rng
 
     torch.set_num_threads(1)
@@ -167,7 +166,7 @@ def torch_worker(args: argparse.Namespace) -> None:
         start = time.perf_counter()
         model.train()
         for batch, (index, (xb, yb)) in enumerate(loader):
-            x = torch.from_numpy(np.unpackbits(xb.numpy(), axis=1)).float()
+            x = unpack_bits(xb)
             online = (model(x).squeeze(1) - yb) ** 2
             ref = (
                 (reference(x).squeeze(1) - yb) ** 2
