@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from hostile_corpus import (
@@ -370,3 +371,36 @@ def test_prune_source_refuses_stray_quotes_and_misread_smiles(tmp_path: Path):
     assert "non-ASCII" in skipped["reason"][1]
     kept = (out / "pruned.csv").read_text()
     assert "CC O" not in kept and "ＣＣO" not in kept
+
+
+LABEL_CELLS = [
+    *("", " ", "nan", "-nan", "NA", "None", "  nan "),  # missing
+    *("0", "1", " 1 ", "1.0", "0.0", "-0", "1e0", "00", "١"),  # 0/1, however written
+    *("2", "-1", ".5", "1e400", "inf", "-inf", "Infinity"),  # numbers, finite or not
+    *("abc", "<1", ">0", "<", "1,0", "0x1", "True", "1 1", "--1"),  # text
+]
+
+
+@pytest.mark.parametrize("task_type", ["classification", "regression"])
+@pytest.mark.parametrize("bounded", [False, True])
+def test_chemprop_label_check_of_many_columns_equals_the_cell_by_cell_check(
+    task_type: str, bounded: bool
+):
+    """The label pre-check judges each distinct cell text once; every row still gets the
+    reason of its first unusable cell, in column order, exactly as cell by cell."""
+    pytest.importorskip("chemprop")
+    from molpeg_chemprop.chemprop_cli import _label_problem, _label_problems
+
+    rng = np.random.default_rng(0)
+    columns = [f"task{j}" for j in range(6)]
+    cells = [[str(v) for v in rng.choice(LABEL_CELLS, size=6)] for _ in range(400)]
+    expected = {}
+    for row, values in enumerate(cells):
+        for column, value in zip(columns, values, strict=True):
+            why, fatal = _label_problem(value, column, task_type, bounded)
+            if why:
+                expected[row] = (why, fatal)
+                break
+    got = _label_problems(cells, columns, task_type, bounded)
+    assert got == expected
+    assert 0 < len(got) < len(cells)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import operator
 import os
 import signal
 import sys
@@ -435,6 +436,36 @@ def _label_problem(value: str, column: str, task_type: str, bounded: bool) -> tu
     return "", False
 
 
+_LABEL_CELLS = 1 << 20
+"""Label cells checked together (bounds the memory of the check)."""
+
+
+def _label_problems(
+    cells: Sequence[Sequence[str]], columns: Sequence[str], task_type: str, bounded: bool
+) -> dict[int, tuple[str, bool]]:
+    """Row → ``(reason, fatal)`` of its first unusable label cell, for the rows that have one.
+
+    ``cells`` is rows × ``columns``. The answer is :func:`_label_problem` on each cell in
+    column order, but each distinct cell text is judged once (``pandas.factorize``): label
+    columns hold few distinct texts (``""``, ``"0"``, ``"1"``), so a file of many tasks
+    costs a hash per cell instead of a parse.
+    """
+    import numpy as np
+    import pandas as pd
+
+    if not cells or not columns:
+        return {}
+    flat = pd.Series([value for row in cells for value in row], dtype=object)
+    codes, texts = pd.factorize(flat)
+    unusable_text = np.array([bool(_label_problem(t, "", task_type, bounded)[0]) for t in texts])
+    unusable = unusable_text[codes].reshape(len(cells), len(columns))
+    problems: dict[int, tuple[str, bool]] = {}
+    for row, col in zip(*np.nonzero(unusable), strict=True):  # row-major: first column first
+        if row not in problems:
+            problems[int(row)] = _label_problem(cells[row][col], columns[col], task_type, bounded)
+    return problems
+
+
 def filter_invalid_smiles(
     path: Path,
     *,
@@ -498,21 +529,40 @@ def filter_invalid_smiles(
         pos = position[name]
         return fields[pos] if pos < len(fields) else ""  # a short row: pandas reads ""
 
+    label_positions = [position[c] for c in targets]
+    every_label = operator.itemgetter(*label_positions) if label_positions else None
+
+    def label_cells(fields: list[str]) -> Sequence[str]:
+        if every_label is None:
+            return ()
+        if len(fields) > max(label_positions):
+            cells = every_label(fields)
+            return cells if isinstance(cells, tuple) else (cells,)
+        return [cell(fields, c) for c in targets]
+
     RDLogger.DisableLog("rdApp.*")
     try:
-        for row, fields in enumerate(records.fields):
-            why = ""
-            if len(fields) < width:
-                why = f"{len(fields)} fields but the header has {width} columns"
-            for column in columns:
-                why = why or _smiles_problem(cell(fields, column), str(column), make)
-            for column in targets:
-                if not why:
-                    value = cell(fields, column)
-                    why, is_fatal = _label_problem(value, str(column), task_type, bounded)
+        step = max(1, _LABEL_CELLS // max(1, len(targets)))
+        for start in range(0, len(records), step):
+            block = records.fields[start : start + step]
+            labels = _label_problems(
+                [label_cells(fields) for fields in block],
+                [str(c) for c in targets],
+                task_type,
+                bounded,
+            )
+            for offset, fields in enumerate(block):
+                row = start + offset
+                why = ""
+                if len(fields) < width:
+                    why = f"{len(fields)} fields but the header has {width} columns"
+                for column in columns:
+                    why = why or _smiles_problem(cell(fields, column), str(column), make)
+                if not why and offset in labels:
+                    why, is_fatal = labels[offset]
                     fatal = (row, why) if is_fatal and fatal is None else fatal
-            if why:
-                bad.append((row, why))
+                if why:
+                    bad.append((row, why))
     finally:
         RDLogger.EnableLog("rdApp.*")
     line_of = records.lines
