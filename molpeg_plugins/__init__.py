@@ -16,7 +16,7 @@ from molpeg_plugins.engine.sampler import PruningSampler
 from molpeg_plugins.engine.scorebook import ScoreBook
 from molpeg_plugins.engine.scoring import discrepancy, ema_update_, masked_sample_loss
 from molpeg_plugins.engine.strategies.base import Selection, Strategy
-from molpeg_plugins.errors import ConfigError, MolPegError, UnknownNameError
+from molpeg_plugins.errors import ConfigError, MolPegError, SamplerError, UnknownNameError
 from molpeg_plugins.hookspecs import hookimpl
 from molpeg_plugins.plugins import get_plugin_manager, make_plugin_manager
 
@@ -31,6 +31,7 @@ __all__ = [
     "PruneConfig",
     "Pruner",
     "PruningSampler",
+    "SamplerError",
     "ScoreBook",
     "Selection",
     "Strategy",

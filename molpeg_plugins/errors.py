@@ -27,6 +27,17 @@ class DataError(MolPegError):
     """The input file cannot be used as it is (exit code 1): empty, unreadable, bad labels."""
 
 
+class SamplerError(MolPegError, RuntimeError):
+    """The training loop trained on samples outside the epoch's selection (exit code 2).
+
+    Its loader does not draw from :attr:`molpeg_plugins.Pruner.sampler` as it is: another
+    sampler (a ``DistributedSampler`` of the training set, or one wrapping the pruning
+    sampler) replaces it, so the run trains on data the pruner did not choose.
+    """
+
+    exit_code = 2
+
+
 class UnknownNameError(ConfigError, KeyError):
     """A strategy, backend or plugin name that is not registered."""
 

@@ -14,6 +14,7 @@ from molpeg_plugins import (
     IndexedDataset,
     PruneConfig,
     Pruner,
+    SamplerError,
     masked_sample_loss,
     num_kept,
 )
@@ -103,6 +104,37 @@ def test_only_kept_samples_are_rescored() -> None:
     assert torch.equal(pruner.book.score[dropped], before[dropped])
     assert not torch.equal(pruner.book.score[kept], before[kept])
     assert pruner.book.last_epoch[kept].eq(1).all() and pruner.book.last_epoch[dropped].eq(0).all()
+
+
+@pytest.mark.parametrize("wrong", ["training set", "wrapped sampler"])
+def test_a_distributed_sampler_instead_of_the_pruning_sampler_is_refused(wrong: str) -> None:
+    """A loader that does not draw from ``pruner.sampler`` trains on samples the pruner did
+    not select; the first pruned epoch ends with a SamplerError naming the first of them."""
+    from torch.utils.data import DistributedSampler
+
+    n = 20
+    pruner = Pruner(n, prune_ratio=0.5, warmup_epochs=1, num_replicas=2, rank=0)
+    run_epoch(pruner, fixed_losses(n), torch.zeros(n))  # warm-up: every sample, fine
+    pruner.end_epoch()
+    kept = set(pruner.current.indices.tolist())
+    source = torch.arange(n) if wrong == "training set" else pruner.sampler
+    sampler = DistributedSampler(source, num_replicas=2, rank=0, shuffle=False)
+    trained = list(sampler)
+    for i in trained:
+        pruner.record(torch.tensor([i]), torch.tensor([0.5]), torch.tensor([0.4]))
+    stray = sorted(set(trained) - kept)
+    assert stray  # the shards are not the selection
+    with pytest.raises(SamplerError, match=rf"{len(stray)} of the .* index {stray[0]}\b"):
+        pruner.end_epoch()
+
+
+def test_the_pruning_sampler_under_any_shard_passes_the_selection_check() -> None:
+    for rank in (0, 1, 2):
+        pruner = Pruner(23, prune_ratio=0.6, warmup_epochs=1, num_replicas=3, rank=rank)
+        for epoch in range(3):
+            run_epoch(pruner, fixed_losses(23, epoch), torch.zeros(23))
+            pruner.end_epoch()
+        assert pruner.epoch == 3
 
 
 def test_warmup_and_anneal_epochs_use_all_samples() -> None:

@@ -12,7 +12,7 @@ from molpeg_plugins.engine.config import PruneConfig, num_kept, resolve_referenc
 from molpeg_plugins.engine.sampler import PruningSampler
 from molpeg_plugins.engine.scorebook import ScoreBook
 from molpeg_plugins.engine.strategies.base import Selection, Strategy
-from molpeg_plugins.errors import ConfigError
+from molpeg_plugins.errors import ConfigError, SamplerError
 
 if TYPE_CHECKING:
     from molpeg_plugins.plugins import MolPegPluginManager
@@ -317,12 +317,35 @@ class Pruner:
         safe = torch.where(finite, online_loss, torch.zeros_like(online_loss))
         return (safe * w).sum() / finite.sum().clamp(min=1)
 
+    def _check_recorded_in_selection(self) -> None:
+        """Refuse a pruned epoch whose recorded samples are not all in its selection."""
+        selected = torch.zeros(self.num_samples, dtype=torch.bool, device=self.device)
+        selected[self.current.indices] = True
+        recorded = self.book.recorded
+        stray = recorded & ~selected
+        count = int(stray.sum())
+        if count:
+            first = int(stray.nonzero()[0, 0])
+            raise SamplerError(
+                f"epoch {self.epoch}: {count} of the {int(recorded.sum())} samples trained on "
+                f"were not in the epoch's selection (first: dataset index {first}); the "
+                "training DataLoader must draw from pruner.sampler as it is, not from a "
+                "DistributedSampler that replaces or wraps it (it shards itself)"
+            )
+
     def end_epoch(self) -> EpochSelection:
         """Fold the epoch's scores in, choose the next epoch's samples and advance.
 
         Call once at the end of every epoch (on every rank). Returns the new selection,
         which the sampler already yields.
+
+        Raises:
+            SamplerError: a pruned epoch recorded a sample the epoch did not select (the
+                loader does not draw from :attr:`sampler`, e.g. a ``DistributedSampler``
+                replaces or wraps it).
         """
+        if self.current.pruned:
+            self._check_recorded_in_selection()
         needs_reference = self.strategy.needs_reference
         self.book.commit(self.epoch, self.strategy.score, needs_reference)
         if needs_reference and self.epoch > 0 and not self.book.has_reference_losses:

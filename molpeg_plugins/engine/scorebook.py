@@ -101,6 +101,11 @@ class ScoreBook:
     # ------------------------------------------------------------------ folding
 
     @property
+    def recorded(self) -> torch.Tensor:
+        """Boolean mask of the samples recorded since the last :meth:`commit`."""
+        return self._pending_count > 0
+
+    @property
     def has_reference_losses(self) -> bool:
         """Whether any reference loss has been committed (so stale ones exist)."""
         return self._has_reference
