@@ -32,6 +32,7 @@ import math
 import os
 import platform
 import re
+import shlex
 import subprocess
 import sys
 import threading
@@ -320,6 +321,22 @@ def machine() -> str:
 # --------------------------------------------------------------------------- the snippet
 
 
+def _test_sentence(command: str) -> list[str]:
+    """What the run learned, from its ``report.json`` if the output is still there."""
+    words = shlex.split(command)
+    if "--output" not in words:
+        return []
+    report = ROOT / words[words.index("--output") + 1] / "report.json"
+    if not report.exists():
+        return []
+    test = json.loads(report.read_text())["test_metrics"]
+    return [
+        f"The model learned (labels standardised): test RMSE {test['rmse']:.3f}, "
+        f"R² {test['r2']:.3f} on the held-out molecules.",
+        "",
+    ]
+
+
 def markdown(frame: pd.DataFrame) -> str:
     """``million.md``: the phase table of the largest finished run with the latest label, and
     a summary of every run."""
@@ -354,6 +371,7 @@ def markdown(frame: pd.DataFrame) -> str:
         f"(1-minute load average {first.load_before:.1f} at the start, "
         f"{first.load_after:.1f} at the end): the times are those of a loaded machine.",
         "",
+        *_test_sentence(first.command),
         "<!-- docs-test: skip (needs the CSV that bench_million.py prepares) -->",
         "```bash",
         first.command,
