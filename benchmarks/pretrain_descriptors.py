@@ -1,7 +1,8 @@
 """Pretrain our own Chemprop MPNN on a MOSES subset with a supervised descriptor pretext.
 
 Builds a source set of ``--n`` molecules from MOSES (ZINC clean leads, `shared/data/pretrain`),
-computes standardised RDKit 2D descriptors as multitask regression targets (the way
+computes the RDKit 2D descriptors, quantile-clipped and z-scored
+(``molpeg_plugins.source.pretext``), as multitask regression targets (the way
 descriptor-pretrained foundation models are made), trains ``chemprop train`` on them and
 leaves the model at ``OUT/model_0/best.pt`` for ``chemprop train --from-foundation``.
 
@@ -22,39 +23,22 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from rdkit import Chem, RDLogger
-from rdkit.Chem import Descriptors
+
+from molpeg_plugins.source.pretext import DescriptorScaling, compute_descriptors
 
 ROOT = Path(__file__).resolve().parents[1]
 MOSES = ROOT / "../shared/data/pretrain/moses_train_250k_seed0.csv.gz"
-DESCRIPTORS = {
-    "MolWt": Descriptors.MolWt,
-    "MolLogP": Descriptors.MolLogP,
-    "TPSA": Descriptors.TPSA,
-    "NumHDonors": Descriptors.NumHDonors,
-    "NumHAcceptors": Descriptors.NumHAcceptors,
-    "NumRotatableBonds": Descriptors.NumRotatableBonds,
-    "RingCount": Descriptors.RingCount,
-    "FractionCSP3": Descriptors.FractionCSP3,
-    "qed": Descriptors.qed,
-}
 
 
 def build_source(n: int, seed: int, path: Path) -> None:
     """Write ``n`` MOSES molecules with standardised descriptor targets to ``path``."""
-    RDLogger.DisableLog("rdApp.*")
     smiles = pd.read_csv(MOSES)["smiles"].sample(n=n, random_state=seed).tolist()
-    rows = []
-    for s in smiles:
-        mol = Chem.MolFromSmiles(s)
-        if mol is not None:
-            rows.append([s] + [f(mol) for f in DESCRIPTORS.values()])
-    frame = pd.DataFrame(rows, columns=["smiles", *DESCRIPTORS])
-    values = frame[list(DESCRIPTORS)].to_numpy(dtype=float)
-    frame[list(DESCRIPTORS)] = (values - values.mean(0)) / np.where(
-        values.std(0) > 0, values.std(0), 1
-    )
-    frame.to_csv(path, index=False)
+    raw = compute_descriptors(smiles)
+    parsed = ~np.isnan(raw).all(axis=1)
+    scaling = DescriptorScaling.fit(raw[parsed])
+    frame = pd.DataFrame(scaling.transform(raw[parsed]), columns=list(scaling.names))
+    frame.insert(0, "smiles", [s for s, ok in zip(smiles, parsed, strict=True) if ok])
+    frame.to_csv(path, index=False, float_format="%.5g")
 
 
 def main() -> None:
@@ -72,7 +56,7 @@ def main() -> None:
     t_featurize = time.perf_counter() - t0
     command = [
         "chemprop", "train", "--data-path", str(source), "--task-type", "regression",
-        "--smiles-columns", "smiles", "--target-columns", *DESCRIPTORS,
+        "--smiles-columns", "smiles",
         "--epochs", str(args.epochs), "--split-sizes", "0.95", "0.05", "0.0",
         "--batch-size", "64", "--data-seed", str(args.seed), "--pytorch-seed", str(args.seed),
         "--output-dir", str(args.out / "chemprop"), "--num-workers", "0",
@@ -81,9 +65,10 @@ def main() -> None:
     subprocess.run(command, check=True)
     t_train = time.perf_counter() - t1
     model = next((args.out / "chemprop").rglob("best*.pt"))
+    table = pd.read_csv(source)
     result = {
-        "molecules": int(pd.read_csv(source).shape[0]),
-        "descriptors": list(DESCRIPTORS),
+        "molecules": int(table.shape[0]),
+        "descriptors": [c for c in table.columns if c != "smiles"],
         "epochs": args.epochs,
         "descriptor_seconds": round(t_featurize, 1),
         "train_seconds": round(t_train, 1),

@@ -46,6 +46,7 @@ SNIPPETS = [
     "deepchem_fit.md",
     "engine_scaling.md",
     "source_pruning.md",
+    "source_transfer.md",
     "scaling.md",
     "distributed.md",
     "million.md",

@@ -5,8 +5,8 @@ The pipeline, for each kept fraction and each way of pruning the source:
 1. prune the source set (MOSES molecules) for the target set with ``molpeg prune-source``
    (feature mapping), or keep a seeded random subset of the same size (the baseline);
 2. pretrain a small Chemprop model on the kept molecules with a supervised pretext task:
-   a handful of RDKit 2D descriptors as multitask regression targets (Chemprop
-   standardises regression targets itself);
+   the RDKit 2D descriptors as multitask regression targets, quantile-clipped and z-scored
+   on the kept molecules (``molpeg_plugins.source.pretext``);
 3. fine-tune on the target (BBBP, scaffold split) from the pretrained encoder with
    ``chemprop train --from-foundation … --plugin molpeg`` (MolPeg pruning during fine-tuning;
    plain ``chemprop train`` if the molpeg hook is not installed) and read the test ROC-AUC.
@@ -36,17 +36,8 @@ import numpy as np
 from molpeg_plugins.pipeline.atomic import write_text
 from molpeg_plugins.source import pruning as source_pruning
 from molpeg_plugins.source.overlap import find_target_overlap
+from molpeg_plugins.source.pretext import DescriptorScaling, compute_descriptors
 
-DESCRIPTORS = (
-    "MolWt",
-    "MolLogP",
-    "TPSA",
-    "NumHDonors",
-    "NumHAcceptors",
-    "NumRotatableBonds",
-    "RingCount",
-    "FractionCSP3",
-)
 FIELDS = [
     "method",
     "fraction",
@@ -61,31 +52,13 @@ FIELDS = [
 ]
 
 
-def descriptor_table(smiles: list[str]) -> np.ndarray:
-    """RDKit 2D descriptors (rows × ``DESCRIPTORS``); ``nan`` for unparsable SMILES."""
-    from rdkit import Chem, RDLogger
-    from rdkit.Chem import Descriptors
-
-    RDLogger.DisableLog("rdApp.*")
-    funcs = [getattr(Descriptors, name) for name in DESCRIPTORS]
-    out = np.full((len(smiles), len(funcs)), np.nan)
-    for i, smi in enumerate(smiles):
-        mol = Chem.MolFromSmiles(smi)
-        if mol is not None:
-            out[i] = [f(mol) for f in funcs]
-    return out
-
-
 def write_pretext(path: Path, smiles: list[str], desc: np.ndarray, rows: np.ndarray) -> None:
-    """CSV of the kept molecules with their standardised descriptors as regression targets."""
-    mean, std = np.nanmean(desc, 0), np.nanstd(desc, 0) + 1e-8
-    z = (desc - mean) / std
-    lines = ["smiles," + ",".join(DESCRIPTORS)]
-    lines += [
-        smiles[i] + "," + ",".join(f"{v:.5g}" for v in z[i])
-        for i in rows
-        if not np.isnan(z[i]).any()
-    ]
+    """CSV of the kept molecules with their descriptors, standardised on them, as targets."""
+    rows = np.array([i for i in rows if not np.isnan(desc[i]).all()], dtype=np.int64)
+    scaling = DescriptorScaling.fit(desc[rows])
+    z = scaling.transform(desc[rows])
+    lines = ["smiles," + ",".join(scaling.names)]
+    lines += [smiles[i] + "," + ",".join(f"{v:.5g}" for v in z[k]) for k, i in enumerate(rows)]
     write_text(path, "\n".join(lines) + "\n")
 
 
@@ -205,7 +178,7 @@ def main() -> None:
         f"target: {len(tgt_rows):,} valid molecules"
     )
     t0 = time.perf_counter()
-    desc = descriptor_table(smiles)
+    desc = compute_descriptors(smiles, workers=2)
     print(f"descriptors: {time.perf_counter() - t0:.1f} s")
 
     done = set()
