@@ -465,6 +465,25 @@ def sampled_load(proc: subprocess.Popen) -> float:
     return sum(samples) / len(samples)
 
 
+def test_truth(data_path: Path, out_dir: Path):
+    """The labelled test rows of a prepared CSV and chemprop's test predictions, row-aligned.
+
+    The test molecules are the rows at the test indices of chemprop's ``splits.json``; they
+    must come in the order of ``model_0/test_predictions.csv`` (checked by SMILES).
+    """
+    import json
+
+    import pandas as pd
+
+    frame = pd.read_csv(data_path)
+    test = json.loads((out_dir / "splits.json").read_text())[0]["test"]
+    predictions = pd.read_csv(out_dir / "model_0/test_predictions.csv")
+    truth = frame.iloc[test].reset_index(drop=True)
+    if len(truth) != len(predictions) or not (truth.smiles == predictions.smiles).all():
+        raise RuntimeError(f"{out_dir}: test predictions are not in the order of splits.json")
+    return truth, predictions
+
+
 def task_scores(run: Run, data_path: Path, out_dir: Path, tier: str) -> list[dict[str, str]]:
     """Test ROC-AUC and PRC-AUC of every task of a finished multitask run, one row per task.
 
@@ -474,19 +493,11 @@ def task_scores(run: Run, data_path: Path, out_dir: Path, tier: str) -> list[dic
     scikit-learn's ``roc_auc_score`` and ``average_precision_score``; a task without both
     classes among them keeps its row with empty metrics (``test_positives`` says why).
     """
-    import json
-
     import numpy as np
-    import pandas as pd
     from sklearn.metrics import average_precision_score, roc_auc_score
 
-    frame = pd.read_csv(data_path)
-    test = json.loads((out_dir / "splits.json").read_text())[0]["test"]
-    predictions = pd.read_csv(out_dir / "model_0/test_predictions.csv")
-    truth = frame.iloc[test].reset_index(drop=True)
-    if len(truth) != len(predictions) or not (truth.smiles == predictions.smiles).all():
-        raise RuntimeError(f"{out_dir}: test predictions are not in the order of splits.json")
-    tasks = list(run.dataset.targets or [c for c in frame.columns if c != "smiles"])
+    truth, predictions = test_truth(data_path, out_dir)
+    tasks = list(run.dataset.targets or [c for c in truth.columns if c != "smiles"])
     commit = git_commit()
     rows = []
     for task in tasks:
