@@ -49,7 +49,7 @@ from rdkit import RDLogger
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from run import append, chemprop_executable, git_commit  # noqa: E402  benchmarks/run.py
+from run import append, chemprop_executable, git_commit, test_truth  # noqa: E402  benchmarks/run.py
 
 from molpeg_plugins.pipeline.atomic import atomic_path, write_text  # noqa: E402
 from molpeg_plugins.source.overlap import canonical_key, find_target_overlap  # noqa: E402
@@ -219,7 +219,7 @@ def model_args(args: argparse.Namespace) -> list[str]:
 
 def pretrain(arm: str, args: argparse.Namespace) -> dict:
     """Pretrain the arm's model on its source rows (cached); its model path and costs."""
-    out = args.work / "pretrain" / arm
+    out = args.work / "pretrain" / f"{arm}-{args.pretrain_epochs}ep"
     info_path = out / "pretrain.json"
     if info_path.exists():
         return json.loads(info_path.read_text())
@@ -262,14 +262,9 @@ def test_score(data: Downstream, data_path: Path, out_dir: Path) -> tuple[float,
     """
     from sklearn.metrics import roc_auc_score
 
-    frame = pd.read_csv(data_path)
-    test = json.loads((out_dir / "splits.json").read_text())[0]["test"]
-    predictions = pd.read_csv(out_dir / "model_0/test_predictions.csv")
-    truth = frame.iloc[test].reset_index(drop=True)
-    if len(truth) != len(predictions) or not (truth.smiles == predictions.smiles).all():
-        raise RuntimeError(f"{out_dir}: test predictions are not in the order of splits.json")
+    truth, predictions = test_truth(data_path, out_dir)
     scores, labels = [], []
-    for task in [c for c in frame.columns if c != "smiles"]:
+    for task in [c for c in truth.columns if c != "smiles"]:
         known = truth[task].notna().to_numpy()
         y, p = truth[task].to_numpy(float)[known], predictions[task].to_numpy(float)[known]
         labels.append(y)
@@ -315,63 +310,79 @@ def finetune(arm: str, data: Downstream, seed: int, args: argparse.Namespace, pr
 # --- the report -------------------------------------------------------------------------------
 
 
+def column_label(arm: str, pretrain_epochs: int) -> str:
+    """A table column: the arm, with its pretraining epochs when it has a source."""
+    return arm if ARMS[arm] is None else f"{arm}, {pretrain_epochs} ep"
+
+
 def write_report(args: argparse.Namespace) -> None:
     """The markdown snippet: the gate table, pretraining cost, overlap counts, the command."""
     if not args.results.exists():
         return
     rows = pd.read_csv(args.results)
     wanted = {d.name: finetune_epochs(d, args) for d in DOWNSTREAM}
-    rows = rows[rows.finetune_epochs == rows.dataset.map(wanted)]
+    rows = rows[rows.finetune_epochs == rows.dataset.map(wanted)].copy()
+    rows["column"] = [
+        column_label(a, e) for a, e in zip(rows.arm, rows.pretrain_epochs, strict=True)
+    ]
     source = json.loads((args.work / "source.json").read_text())
-    pre_path = args.work / "pretrain" / "full-source" / "pretrain.json"
-    pre = json.loads(pre_path.read_text()) if pre_path.exists() else None
-    arms = [a for a in args.arms if a in set(rows.arm)]
+    order = {arm: i for i, arm in enumerate(ARMS)}
+    columns = sorted(
+        set(rows.column), key=lambda c: (order[c.split(",")[0]], len(c), c)
+    )  # scratch first, then each source arm by pretraining epochs
+    pretrained = [c for c in columns if c != "scratch"]
     lines = [
         "# Does descriptor pretraining transfer? The source-set gate",
         "",
         "Before pruning a pretraining (source) set can be judged, pretraining on the whole",
         "source has to beat training from scratch. A Chemprop MPNN (default size) is pretrained",
         "on RDKit 2D descriptors of MOSES molecules (`molpeg_plugins.source.pretext`:",
-        "quantile-clipped, z-scored) and fine-tuned with `--from-foundation` on six MoleculeNet",
-        "sets, against the same model trained from scratch. Scaffold split 80/10/10 (data seed =",
-        f"seed), seeds {', '.join(str(s) for s in sorted(set(rows.seed)))}; fine-tuning epochs",
+        "quantile-clipped, z-scored) for the stated number of epochs (ep) and fine-tuned with",
+        "`--from-foundation` on six MoleculeNet sets, against the same model trained from",
+        "scratch. Scaffold split 80/10/10 (data seed = seed), seeds "
+        f"{', '.join(str(s) for s in sorted(set(rows.seed)))}; fine-tuning epochs",
         "per set in the table (fewer for the larger sets). Test metric computed from chemprop's",
         "`test_predictions.csv`: ROC-AUC macro over the tasks with both classes in the test set",
         "(higher is better), RMSE in the set's units (lower is better). Mean ± sd over seeds;",
-        "n = number of seeds where fewer than three finished.",
+        "n = number of seeds where fewer than three finished. A Δ column is the mean over seeds",
+        "of pretrained − scratch on the same split, ± its sd over seeds.",
         "",
-        "| set | metric | epochs | " + " | ".join(arms) + " | full-source − scratch "
-        "| test label sd |",
-        "|---|---|---|" + "---|" * len(arms) + "---|---|",
-    ]
-    wins = 0
-    compared = 0
+        "| set | metric | epochs | " + " | ".join(columns)
+        + "".join(f" | Δ {c}" for c in pretrained) + " | test label sd |",
+        "|---|---|---|" + "---|" * (len(columns) + len(pretrained)) + "---|",
+    ]  # fmt: skip
+    wins = dict.fromkeys(pretrained, 0)
+    compared = dict.fromkeys(pretrained, 0)
     learned_sets: list[str] = []
     weak_sets: list[str] = []
     for data in DOWNSTREAM:
         sub = rows[rows.dataset == data.name]
         if sub.empty:
             continue
-        cells, means = [], {}
-        for arm in arms:
-            values = sub[sub.arm == arm].metric
+        cells = []
+        for column in columns:
+            values = sub[sub.column == column].metric
             if values.empty:
                 cells.append("–")
                 continue
-            means[arm] = values.mean()
             spread = f" ± {values.std():.3f}" if len(values) > 1 else ""
             count = f" (n={len(values)})" if len(values) < 3 else ""
             cells.append(f"{values.mean():.3f}{spread}{count}")
-        delta = ""
-        if {"scratch", "full-source"} <= set(means):
-            paired = sub.pivot_table(index="seed", columns="arm", values="metric").dropna()
-            paired = paired["full-source"] - paired["scratch"]  # same split, same seed
-            diff = paired.mean()
+        paired = sub.pivot_table(index="seed", columns="column", values="metric")
+        for column in pretrained:
+            if not {"scratch", column} <= set(paired.columns):
+                cells.append("–")
+                continue
+            delta = (paired[column] - paired["scratch"]).dropna()  # same split, same seed
+            if delta.empty:
+                cells.append("–")
+                continue
+            diff = delta.mean()
             better = diff > 0 if data.metric == "roc" else diff < 0
-            wins += better
-            compared += 1
-            spread = f" ± {paired.std():.3f}" if len(paired) > 1 else ""
-            delta = f"{diff:+.3f}{spread} ({'better' if better else 'worse'})"
+            wins[column] += better
+            compared[column] += 1
+            spread = f" ± {delta.std():.3f}" if len(delta) > 1 else ""
+            cells.append(f"{diff:+.3f}{spread} ({'better' if better else 'worse'})")
         sd = sub.test_label_sd.dropna()
         label_sd = f"{sd.mean():.2f}" if len(sd) else ""
         scratch = sub[sub.arm == "scratch"].metric
@@ -383,17 +394,22 @@ def write_report(args: argparse.Namespace) -> None:
         metric = "ROC-AUC" if data.metric == "roc" else "RMSE"
         lines.append(
             f"| {data.name} | {metric} | {wanted[data.name]} | " + " | ".join(cells)
-            + f" | {delta} | {label_sd} |"
+            + f" | {label_sd} |"
         )  # fmt: skip
+    lines.append("")
+    for column in pretrained:
+        lines.append(
+            f"Pretraining ({column}) is better than scratch on {wins[column]} of "
+            f"{compared[column]} sets."
+        )
     lines += [
-        "",
-        f"Full-source pretraining is better than scratch on {wins} of {compared} sets (the",
-        "difference column: mean over seeds of full-source − scratch on the same split, ± its",
-        "sd over seeds). Scratch learns (mean ROC-AUC ≥ 0.6, or RMSE below 0.8 × the test",
-        f"label sd) on {', '.join(learned_sets) or 'no set'}"
+        "Scratch learns (mean ROC-AUC ≥ 0.6, or RMSE below 0.8 × the test label sd) on "
+        f"{', '.join(learned_sets) or 'no set'}"
         + (f"; not on {', '.join(weak_sets)}." if weak_sets else "."),
+        "",
+        "Source and pretraining:",
+        "",
     ]
-    lines += ["", "Source and pretraining:", ""]
     removed = ", ".join(f"{k} {v}" for k, v in source["removed_per_set"].items())
     lines.append(
         f"- source: {source['sampled']:,} MOSES molecules sampled (seed {source['seed']}) from "
@@ -408,28 +424,30 @@ def write_report(args: argparse.Namespace) -> None:
                 f"- {data.name}: {info['rows']:,} rows, {info['unparsable']} unparsable dropped, "
                 f"{info['tasks']} task(s)."
             )
-    if pre is not None:
+    for column in pretrained:
+        pre = rows[rows.column == column].iloc[0]
         lines.append(
-            f"- pretraining: {pre['molecules']:,} molecules × {pre['descriptors']} descriptors, "
-            f"{pre['epochs']} epochs, {pre['wall_s']:.0f} s wall, {pre['cpu_s']:.0f} s CPU "
-            f"(mean 1-minute load {pre['load_1min']:.1f})."
+            f"- pretraining ({column}): {int(pre.num_source):,} molecules, "
+            f"{pre.pretrain_wall_s:.0f} s wall, {pre.pretrain_cpu_s:.0f} s CPU."
         )
     loads = rows.load_1min
     lines += [
         f"- fine-tuning: {rows.finetune_cpu_s.sum() / 3600:.2f} CPU hours for {len(rows)} runs; "
         f"mean 1-minute load during them {loads.mean():.1f} (min {loads.min():.1f}, "
-        f"max {loads.max():.1f}) on a {rows.machine.iloc[0]} shared with other jobs, "
-        f"{int(rows.threads.iloc[0])} torch thread(s) per run, so wall times are inflated.",
+        f"max {loads.max():.1f}) on a {rows.machine.iloc[0]}, "
+        f"{int(rows.threads.iloc[0])} torch thread(s) per run.",
         f"- commit {', '.join(sorted(set(rows.commit.astype(str))))}. "
         "Raw rows: `benchmarks/results/source_transfer.csv`.",
         "",
-        "Command (run with `nice -n 10 nohup … &`):",
+        "Commands (run with `nice -n 10 nohup … &`):",
         "",
         "```",
         *sorted(set(rows.command)),
         "```",
     ]
-    if pre is not None:
+    pre_infos = sorted((args.work / "pretrain").glob("*/pretrain.json"))
+    if pre_infos:
+        pre = json.loads(pre_infos[-1].read_text())
         lines += ["", "Pretraining command (paths under the work folder):", "", "```"]
         command = pre["command"].replace(str(args.work), "WORK")
         lines += [command.replace(chemprop_executable(), "chemprop"), "```"]
@@ -439,13 +457,19 @@ def write_report(args: argparse.Namespace) -> None:
 # --- main -------------------------------------------------------------------------------------
 
 
-def done_keys(path: Path) -> set[tuple[str, str, str, str]]:
-    """(arm, dataset, seed, fine-tuning epochs) of the finished rows."""
+def run_key(arm: str, dataset: str, seed: int | str, finetune: int | str, pretrain: int | str):
+    """What makes a fine-tune distinct: arm, set, seed, fine-tuning and pretraining epochs."""
+    return (arm, dataset, str(seed), str(finetune), str(pretrain) if ARMS[arm] else "0")
+
+
+def done_keys(path: Path) -> set[tuple[str, str, str, str, str]]:
+    """The :func:`run_key` of every finished row."""
     if not path.exists():
         return set()
     with path.open() as fh:
         return {
-            (r["arm"], r["dataset"], r["seed"], r["finetune_epochs"]) for r in csv.DictReader(fh)
+            run_key(r["arm"], r["dataset"], r["seed"], r["finetune_epochs"], r["pretrain_epochs"])
+            for r in csv.DictReader(fh)
         }
 
 
@@ -489,7 +513,7 @@ def main() -> None:
         for seed in args.seeds
         for d in sets
         for arm in args.arms
-        if (arm, d.name, str(seed), str(finetune_epochs(d, args))) not in done
+        if run_key(arm, d.name, seed, finetune_epochs(d, args), args.pretrain_epochs) not in done
     ]
     # runs without pretraining first, so they fill the other lane while pretraining runs
     todo.sort(key=lambda t: ARMS[t[0]] is not None)
