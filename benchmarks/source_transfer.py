@@ -482,7 +482,7 @@ def main() -> None:
     p.add_argument("--num-source", type=int, default=50_000)
     p.add_argument("--source-seed", type=int, default=0)
     p.add_argument("--clip-quantile", type=float, default=0.005)
-    p.add_argument("--pretrain-epochs", type=int, default=5)
+    p.add_argument("--pretrain-epochs", type=int, default=20)  # 5 did not pass the gate
     p.add_argument(
         "--finetune-epochs", type=int, help="fine-tuning epochs of every set (default: per set)"
     )
