@@ -51,6 +51,10 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MOLPEG_SHARED", ROOT / "../shared"))
@@ -465,7 +469,7 @@ def sampled_load(proc: subprocess.Popen) -> float:
     return sum(samples) / len(samples)
 
 
-def test_truth(data_path: Path, out_dir: Path):
+def test_truth(data_path: Path, out_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The labelled test rows of a prepared CSV and chemprop's test predictions, row-aligned.
 
     The test molecules are the rows at the test indices of chemprop's ``splits.json``; they

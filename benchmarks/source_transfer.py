@@ -327,9 +327,10 @@ def write_report(args: argparse.Namespace) -> None:
     ]
     source = json.loads((args.work / "source.json").read_text())
     order = {arm: i for i, arm in enumerate(ARMS)}
-    columns = sorted(
-        set(rows.column), key=lambda c: (order[c.split(",")[0]], len(c), c)
+    arms = sorted(
+        set(zip(rows.arm, rows.pretrain_epochs, strict=True)), key=lambda a: (order[a[0]], a[1])
     )  # scratch first, then each source arm by pretraining epochs
+    columns = [column_label(arm, epochs) for arm, epochs in arms]
     pretrained = [c for c in columns if c != "scratch"]
     lines = [
         "# Does descriptor pretraining transfer? The source-set gate",
@@ -445,12 +446,13 @@ def write_report(args: argparse.Namespace) -> None:
         *sorted(set(rows.command)),
         "```",
     ]
-    pre_infos = sorted((args.work / "pretrain").glob("*/pretrain.json"))
-    if pre_infos:
-        pre = json.loads(pre_infos[-1].read_text())
-        lines += ["", "Pretraining command (paths under the work folder):", "", "```"]
-        command = pre["command"].replace(str(args.work), "WORK")
-        lines += [command.replace(chemprop_executable(), "chemprop"), "```"]
+    infos = [json.loads(f.read_text()) for f in (args.work / "pretrain").glob("*/pretrain.json")]
+    if infos:
+        lines += ["", "Pretraining commands (paths under the work folder):", "", "```"]
+        for pre in sorted(infos, key=lambda info: (order[info["arm"]], info["epochs"])):
+            command = pre["command"].replace(str(args.work), "WORK")
+            lines.append(command.replace(chemprop_executable(), "chemprop"))
+        lines.append("```")
     write_text(args.snippet, "\n".join(lines) + "\n")
 
 
