@@ -157,6 +157,14 @@ TIERS = [
     "sparse", "paper",
 ]  # fmt: skip
 METHODS = ["molpeg", "infobatch", "soft-random", "hard-random", "el2n"]
+
+
+def molpeg_variant(reference: str, *options: str) -> tuple[str, list[str]]:
+    """MolPeg with the given ``--prune-reference`` and ``key=value`` strategy options."""
+    extra = [arg for option in options for arg in ("--prune-strategy-option", option)]
+    return "molpeg", ["--prune-reference", reference, *extra]
+
+
 # Method variants of the `investigate` tier: name → (strategy, extra chemprop options).
 VARIANTS = {
     "molpeg+anneal1": ("molpeg", ["--prune-anneal-epochs", "1"]),
@@ -167,37 +175,18 @@ VARIANTS = {
     "molpeg+every4": ("molpeg", ["--prune-reference-every", "4"]),
     # exploration outside the top-k against stale scores (the `staleness` tier; head reference)
     **{
-        f"molpeg+head+explore{share}{pick}": (
-            "molpeg",
-            [
-                "--prune-reference",
-                "head",
-                "--prune-strategy-option",
-                f"explore={share}",
-                "--prune-strategy-option",
-                f"explore_from={pick or 'stalest'}",
-            ],
+        f"molpeg+head+explore{share}{pick}": molpeg_variant(
+            "head", f"explore={share}", f"explore_from={pick or 'stalest'}"
         )
         for share in ("0.2", "0.5")
         for pick in ("", "random")
     },
-    "molpeg+head+hard0.5": (
-        "molpeg",
-        ["--prune-reference", "head"]
-        + [
-            arg
-            for option in ("explore=0.5", "explore_from=loss")
-            for arg in ("--prune-strategy-option", option)
-        ],
-    ),
-    "molpeg+head+calibrated": (
-        "molpeg",
-        ["--prune-reference", "head"]
-        + [
-            arg
-            for option in ("explore=0.2", "explore_from=random", "calibrate=true")
-            for arg in ("--prune-strategy-option", option)
-        ],
+    "molpeg+head+hard0.5": molpeg_variant("head", "explore=0.5", "explore_from=loss"),
+    # the paper's full-model reference with half the budget on the highest-loss molecules
+    # outside the top-k (Lipophilicity, where the head reference is the weaker one)
+    "molpeg+hard0.5": molpeg_variant("model", "explore=0.5", "explore_from=loss"),
+    "molpeg+head+calibrated": molpeg_variant(
+        "head", "explore=0.2", "explore_from=random", "calibrate=true"
     ),
 }
 
@@ -292,9 +281,14 @@ def grid(tier: str, foundation: Path) -> list[Run]:
             (0.8, random_),
             (0.9, ["molpeg+head+explore0.2", "el2n"]),
             (0.8, ["el2n", "soft-random"]),
+            (0.6, ["el2n"]),
         ]
         for ratio, methods in plan:
             runs += [Run(hiv, m, ratio, s, 10, foundation) for s in (0, 1, 2) for m in methods]
+        # Lipophilicity at 90% with the full-model reference (the regression default), plain
+        # and with loss-driven exploration, against InfoBatch's 0.770
+        for ratio, methods in [(0.9, ["molpeg", "molpeg+hard0.5"]), (0.8, ["molpeg+hard0.5"])]:
+            runs += [Run(LIPO, m, ratio, s, 10, foundation) for s in (0, 1, 2) for m in methods]
     elif tier == "sparse":
         # Sparse multitask at scale with the library's default reference (auto = head for
         # classification): ToxCast (617 tasks) for 3 seeds first, then MUV (93k molecules,

@@ -715,6 +715,7 @@ def main() -> None:
     p.add_argument("--arms", nargs="+", default=["scratch", "full-source"], choices=list(ARMS))
     p.add_argument("--sets", nargs="+", default=[d.name for d in DOWNSTREAM])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--by-seed", action="store_true", help="run seed by seed, not arm by arm")
     p.add_argument("--num-source", type=int, default=50_000)
     p.add_argument("--source-seed", type=int, default=0)
     p.add_argument("--clip-quantile", type=float, default=0.005)
@@ -754,7 +755,14 @@ def main() -> None:
     ]
     # runs without pretraining first, so they fill the other lane while pretraining runs;
     # then arm by arm in the order asked for, so the first arms finish all their seeds first
-    todo.sort(key=lambda t: (ARMS[t[0]].source is not None, args.arms.index(t[0])))
+    # (--by-seed: seed by seed, so every arm has as many seeds as the others when stopped)
+    todo.sort(
+        key=lambda t: (
+            ARMS[t[0]].source is not None,
+            t[2] if args.by_seed else 0,
+            args.arms.index(t[0]),
+        )
+    )
     log(f"{len(todo)} fine-tunes to run ({len(done)} finished rows skipped)")
     failed = 0
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:

@@ -216,14 +216,9 @@ def finished(results: Path) -> set[tuple[str, int]]:
 
 
 def append(results: Path, row: dict) -> None:
-    """Append one row (the header first if the file is new), flushed to disk."""
-    new = not results.exists()
-    with results.open("a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=FIELDS)
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
-        fh.flush()
+    """Append one row, with the header first if the file is new."""
+    frame = pd.DataFrame([row], columns=FIELDS)
+    frame.to_csv(results, mode="a", header=not results.exists(), index=False)
 
 
 def report(results: Path, info: dict) -> None:
