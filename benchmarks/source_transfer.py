@@ -61,6 +61,7 @@ MOSES = SHARED / "data/pretrain/moses_train_250k_seed0.csv.gz"
 RESULTS = ROOT / "benchmarks/results/source_transfer.csv"
 SNIPPET = ROOT / "benchmarks/results/source_transfer.md"
 LOAD_EVERY_S = 5.0
+POLL_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -250,12 +251,15 @@ def run_measured(cmd: list[str], log_path: Path, threads: int) -> tuple[float, f
         fh.write("$ " + shlex.join(cmd) + "\n")
         fh.flush()
         proc = subprocess.Popen(cmd, stdout=fh, stderr=fh, env=env)
-        while True:
-            loads.append(os.getloadavg()[0])
+        polls = 0
+        while True:  # poll often (the wall time), sample the load every LOAD_EVERY_S
+            if polls % round(LOAD_EVERY_S / POLL_S) == 0:
+                loads.append(os.getloadavg()[0])
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
-            time.sleep(LOAD_EVERY_S)
+            polls += 1
+            time.sleep(POLL_S)
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise RuntimeError(f"{shlex.join(cmd[:2])} failed (exit {proc.returncode}); see {log_path}")

@@ -336,4 +336,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # finished steps are kept; the same command continues
+        print("interrupted: run the same command again to continue", file=sys.stderr)
+        sys.exit(130)
