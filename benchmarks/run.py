@@ -53,6 +53,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from molpeg_chemprop.runs import chemprop_executable
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -371,12 +373,6 @@ def command(run: Run, data_path: Path, out_dir: Path) -> list[str]:
             *extra,
         ]  # fmt: skip
     return cmd
-
-
-def chemprop_executable() -> str:
-    """The ``chemprop`` script of this interpreter's environment (falls back to PATH)."""
-    beside = Path(sys.executable).with_name("chemprop")
-    return str(beside) if beside.exists() else "chemprop"
 
 
 MEASURE = (

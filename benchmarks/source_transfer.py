@@ -19,7 +19,10 @@ same model trained from scratch:
    have both classes in the test set (macro), or RMSE in the set's units.
 
 An arm is a name in ``ARMS`` mapping to the source rows it pretrains on (``None``: no
-pretraining), so pruned-source arms are added there without changing the rest. One CSV row per
+pretraining), so pruned-source arms are added there without changing the rest. The
+``toxcast-…`` and ``label-mapping-…`` arms pretrain instead on ToxCast without the downstream
+molecules, with its 617 assays as the pretext (multi-task classification); label mapping
+ranks the assays with the model pretrained on all of it, toward each set on its own. One CSV row per
 finished fine-tune is appended to ``--results``; finished rows are skipped on restart, as are
 cached pretrained models. ``--report`` rewrites the markdown snippet after every run.
 
@@ -30,13 +33,15 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import os
 import platform
 import shlex
-import subprocess
 import sys
+import threading
 import time
+from collections import defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -48,16 +53,23 @@ from rdkit import RDLogger
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from run import append, chemprop_executable, git_commit, test_truth  # noqa: E402  benchmarks/run.py
+from run import append, git_commit, test_truth  # noqa: E402  benchmarks/run.py
 
+from molpeg_chemprop.runs import chemprop_executable, run_logged  # noqa: E402
 from molpeg_plugins.pipeline.atomic import atomic_path, write_text  # noqa: E402
 from molpeg_plugins.source.overlap import canonical_key, find_target_overlap  # noqa: E402
-from molpeg_plugins.source.pretext import DescriptorScaling, compute_descriptors  # noqa: E402
-from molpeg_plugins.source.pruning import feature_mapping, random_selection  # noqa: E402
+from molpeg_plugins.source.pretext import compute_descriptors, write_pretext  # noqa: E402
+from molpeg_plugins.source.pruning import (  # noqa: E402
+    feature_mapping,
+    label_mapping,
+    random_selection,
+    read_records,
+)
 
 SHARED = Path(os.environ.get("MOLPEG_SHARED", ROOT.parent / "shared"))
 MOLECULENET = SHARED / "data/moleculenet"
 MOSES = SHARED / "data/pretrain/moses_train_250k_seed0.csv.gz"
+TOXCAST = MOLECULENET / "toxcast.csv.gz"
 RESULTS = ROOT / "benchmarks/results/source_transfer.csv"
 SNIPPET = ROOT / "benchmarks/results/source_transfer.md"
 LOAD_EVERY_S = 5.0
@@ -103,23 +115,41 @@ def finetune_epochs(data: Downstream, args: argparse.Namespace) -> int:
 class Arm:
     """One way to get a fine-tuned model: its source selection and its fine-tuning.
 
-    ``source`` is ``None`` (no pretraining: scratch), ``"full"``, ``"random"`` (a seeded random
-    ``keep`` fraction of the source) or ``"feature-mapping"`` (``molpeg prune-source``'s
-    feature mapping toward the union of the six downstream sets, so one pretrained model
-    serves them all). ``finetune_prune`` > 0 fine-tunes with ``--plugin molpeg`` at that
-    pruned fraction (the paper's rule), the combined pipeline.
+    ``corpus`` is the pretraining source: ``"moses"`` (the MOSES sample, pretrained on its
+    RDKit descriptors) or ``"toxcast"`` (ToxCast's molecules, pretrained on their 617 assay
+    labels). ``source`` is ``None`` (no pretraining: scratch), ``"full"``, ``"random"`` (a
+    seeded random ``keep`` fraction of the source), ``"feature-mapping"`` (``molpeg
+    prune-source``'s feature mapping toward the union of the six downstream sets, so one
+    pretrained model serves them all) or ``"label-mapping"`` (label mapping toward each set
+    on its own, ranked by the model pretrained on the full ToxCast source: ``per_set``).
+    ``finetune_prune`` > 0 fine-tunes with ``--plugin molpeg`` at that pruned fraction (the
+    paper's rule), the combined pipeline.
     """
 
     source: str | None
     keep: float = 1.0
     finetune_prune: float = 0.0
+    corpus: str = "moses"
+    per_set: bool = False
 
-    @property
-    def pretraining(self) -> str | None:
-        """The name of the pretrained model (arms with the same source share it)."""
+    def pretraining(self, target: str | None = None) -> str | None:
+        """The name of the pretrained model (arms with the same source share it); a per-set
+        arm has one per downstream ``target``."""
         if self.source is None:
             return None
-        return "full-source" if self.source == "full" else f"{self.source}-{self.keep:g}"
+        prefix = "" if self.corpus == "moses" else f"{self.corpus}-"
+        kept = "full-source" if self.source == "full" else f"{self.source}-{self.keep:g}"
+        name = prefix + kept
+        return f"{name}-{target}" if self.per_set else name
+
+    @property
+    def pretrainings(self) -> list[str]:
+        """Every pretrained model the arm uses: one, or one per downstream set."""
+        if self.source is None:
+            return []
+        if self.per_set:
+            return [self.pretraining(d.name) for d in DOWNSTREAM]
+        return [self.pretraining()]
 
 
 ARMS: dict[str, Arm] = {
@@ -130,19 +160,66 @@ ARMS: dict[str, Arm] = {
     "feature-mapping-0.5+molpeg-0.6": Arm("feature-mapping", 0.5, finetune_prune=0.6),
     "feature-mapping-0.2": Arm("feature-mapping", 0.2),
     "random-0.2": Arm("random", 0.2),
+    "toxcast-full-source": Arm("full", corpus="toxcast"),
+    "label-mapping-0.5": Arm("label-mapping", 0.5, corpus="toxcast", per_set=True),
+    "toxcast-random-0.5": Arm("random", 0.5, corpus="toxcast"),
+    "label-mapping-0.2": Arm("label-mapping", 0.2, corpus="toxcast", per_set=True),
+    "toxcast-random-0.2": Arm("random", 0.2, corpus="toxcast"),
 }
+FULL_SOURCE = {"moses": "full-source", "toxcast": "toxcast-full-source"}
 
 
-def source_rows(arm: Arm, smiles: list[str], args: argparse.Namespace) -> tuple[np.ndarray, dict]:
+def counterpart(arm: str, source: str) -> str | None:
+    """The arm with the same corpus and kept fraction but another ``source`` (e.g. random)."""
+    a = ARMS[arm]
+    for name, b in ARMS.items():
+        if (b.corpus, b.keep, b.source, b.finetune_prune) == (a.corpus, a.keep, source, 0.0):
+            return name
+    return None
+
+
+SELECTION_LOCK = threading.Lock()
+
+
+def source_rows(
+    arm: Arm, smiles: list[str], args: argparse.Namespace, target: str | None = None
+) -> tuple[np.ndarray, dict]:
     """The source rows the arm pretrains on, and how the selection went (its cost, groups)."""
     if arm.source == "full":
         return np.arange(len(smiles)), {}
     if arm.source == "random":
         return random_selection(len(smiles), arm.keep, seed=args.source_seed), {}
+    if arm.source == "label-mapping":  # the model it ranks with, before the clock starts
+        pretrain(ARMS[FULL_SOURCE[arm.corpus]], args)
+    with SELECTION_LOCK:  # one at a time: the process's CPU clock is the selection's alone
+        return timed_selection(arm, smiles, args, target)
+
+
+def timed_selection(
+    arm: Arm, smiles: list[str], args: argparse.Namespace, target: str | None
+) -> tuple[np.ndarray, dict]:
+    """Feature or label mapping, with its wall and CPU seconds."""
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    if arm.source == "label-mapping":
+        ranking = pretrain(ARMS[FULL_SOURCE[arm.corpus]], args)  # cached: the full-source model
+        targets = pd.read_csv(args.work / "data" / f"{target}.csv").smiles.tolist()
+        records, smiles_col = read_records(args.work / "toxcast_source.csv", "smiles")
+        selection = label_mapping(
+            records, smiles_col, targets, arm.keep, checkpoint=ranking["model"],
+            seed=args.source_seed,
+        )  # fmt: skip
+        details = selection.details
+        return selection.kept, {
+            "selection_wall_s": round(time.perf_counter() - wall0, 1),
+            "selection_cpu_s": round(time.process_time() - cpu0, 1),
+            "target": target, "target_molecules": len(targets), "tasks": details["tasks"],
+            "top_tasks": details["top_tasks"],
+            "tasks_used": sum(u["kept"] > 0 for u in selection.units),
+            "ranking_model": ranking["arm"],
+        }  # fmt: skip
     targets = [
         s for d in DOWNSTREAM for s in pd.read_csv(args.work / "data" / f"{d.name}.csv").smiles
     ]
-    wall0, cpu0 = time.perf_counter(), time.process_time()
     selection = feature_mapping(
         smiles, targets, arm.keep, groups=args.groups, seed=args.source_seed,
         workers=args.descriptor_workers,
@@ -199,6 +276,17 @@ def prepare_downstream(data: Downstream, work: Path) -> tuple[Path, dict[str, in
     return out, info
 
 
+def downstream_overlap(smiles: list[str], sets: dict[str, Path]) -> tuple[np.ndarray, dict]:
+    """Which source molecules occur in any downstream set (a mask), and how many per set."""
+    leaked = np.zeros(len(smiles), dtype=bool)
+    per_set = {}
+    for name, path in sets.items():
+        overlap = find_target_overlap(smiles, pd.read_csv(path)["smiles"].tolist())
+        per_set[name] = len(overlap)
+        leaked |= overlap.mask(len(smiles))
+    return leaked, per_set
+
+
 def prepare_source(num_source: int, seed: int, work: Path, sets: dict[str, Path]) -> dict:
     """The overlap-free source sample (``source.csv``) and its overlap counts (``source.json``)."""
     info_path = work / "source.json"
@@ -206,12 +294,7 @@ def prepare_source(num_source: int, seed: int, work: Path, sets: dict[str, Path]
         return json.loads(info_path.read_text())
     log(f"source: sampling {num_source:,} MOSES molecules (seed {seed})")
     smiles = pd.read_csv(MOSES)["smiles"].sample(n=num_source, random_state=seed).tolist()
-    leaked = np.zeros(len(smiles), dtype=bool)
-    per_set = {}
-    for name, path in sets.items():
-        overlap = find_target_overlap(smiles, pd.read_csv(path)["smiles"].tolist())
-        per_set[name] = len(overlap)
-        leaked |= overlap.mask(len(smiles))
+    leaked, per_set = downstream_overlap(smiles, sets)
     kept = [s for s, bad in zip(smiles, leaked, strict=True) if not bad]
     write_text(work / "source.csv", "smiles\n" + "".join(f"{s}\n" for s in kept))
     info = {
@@ -220,6 +303,27 @@ def prepare_source(num_source: int, seed: int, work: Path, sets: dict[str, Path]
     }  # fmt: skip
     write_text(info_path, json.dumps(info, indent=2) + "\n")
     log(f"source: {len(kept):,} kept, {int(leaked.sum())} removed as downstream molecules")
+    return info
+
+
+def prepare_toxcast(work: Path, sets: dict[str, Path]) -> dict:
+    """ToxCast without the downstream molecules (``toxcast_source.csv``), and its counts."""
+    info_path = work / "toxcast_source.json"
+    if info_path.exists():
+        return json.loads(info_path.read_text())
+    frame = pd.read_csv(TOXCAST)
+    smiles = frame.smiles.tolist()
+    leaked, per_set = downstream_overlap(smiles, sets)
+    kept = frame[~leaked]
+    with atomic_path(work / "toxcast_source.csv") as tmp:
+        kept.to_csv(tmp, index=False)
+    info = {
+        "rows": len(frame), "assays": frame.shape[1] - 1, "removed_per_set": per_set,
+        "removed_total": int(leaked.sum()), "kept": len(kept),
+        "labels_kept": int(kept.drop(columns="smiles").notna().sum().sum()),
+    }  # fmt: skip
+    write_text(info_path, json.dumps(info, indent=2) + "\n")
+    log(f"ToxCast: {len(kept):,} kept, {int(leaked.sum())} removed as downstream molecules")
     return info
 
 
@@ -244,26 +348,15 @@ def source_descriptors(work: Path, workers: int) -> tuple[list[str], np.ndarray]
 def run_measured(cmd: list[str], log_path: Path, threads: int) -> tuple[float, float, float]:
     """Run ``cmd``; its wall seconds, CPU seconds (user + system) and mean 1-minute load."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    loads = []
-    with log_path.open("w") as fh:
-        fh.write("$ " + shlex.join(cmd) + "\n")
-        fh.flush()
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=fh, env=env)
-        polls = 0
-        while True:  # poll often (the wall time), sample the load every LOAD_EVERY_S
-            if polls % round(LOAD_EVERY_S / POLL_S) == 0:
-                loads.append(os.getloadavg()[0])
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            polls += 1
-            time.sleep(POLL_S)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{shlex.join(cmd[:2])} failed (exit {proc.returncode}); see {log_path}")
-    return time.perf_counter() - t0, usage.ru_utime + usage.ru_stime, float(np.mean(loads))
+    loads: list[float] = []
+    polls = itertools.count()
+
+    def sample_load() -> None:  # every LOAD_EVERY_S of the POLL_S polls
+        if next(polls) % round(LOAD_EVERY_S / POLL_S) == 0:
+            loads.append(os.getloadavg()[0])
+
+    cost = run_logged(cmd, log_path, env=env, on_poll=sample_load, poll_s=POLL_S)
+    return cost.wall_s, cost.cpu_s, float(np.mean(loads))
 
 
 def model_args(args: argparse.Namespace) -> list[str]:
@@ -271,44 +364,73 @@ def model_args(args: argparse.Namespace) -> list[str]:
     return ["--num-workers", "0", "--accelerator", "cpu", "--devices", "1"]
 
 
-def pretrain(arm: Arm, args: argparse.Namespace) -> dict:
-    """Pretrain the arm's model on its source rows (cached per pretraining); its path and costs."""
-    name = arm.pretraining
+PRETRAIN_LOCKS: dict[str, threading.Lock] = defaultdict(threading.Lock)
+
+
+def pretrain(arm: Arm, args: argparse.Namespace, target: str | None = None) -> dict:
+    """Pretrain the arm's model on its source rows (cached per pretraining); its path and costs.
+
+    A lock per pretraining lets label mapping wait for the full-source model it ranks with
+    while that model is being trained in another lane.
+    """
+    name = arm.pretraining(target)
     out = args.work / "pretrain" / f"{name}-{args.pretrain_epochs}ep"
     info_path = out / "pretrain.json"
-    if info_path.exists():
-        return json.loads(info_path.read_text())
+    with PRETRAIN_LOCKS[name]:
+        if info_path.exists():
+            return json.loads(info_path.read_text())
+        pretext, task_type, described, selection = (
+            toxcast_pretext(arm, args, out, target)
+            if arm.corpus == "toxcast"
+            else moses_pretext(arm, args, out)
+        )
+        cmd = [
+            chemprop_executable(), "train", "--data-path", str(pretext), "--task-type", task_type,
+            "--smiles-columns", "smiles", "--epochs", str(args.pretrain_epochs),
+            "--split-sizes", "0.95", "0.05", "0.0", "--data-seed", "0", "--pytorch-seed", "0",
+            "--output-dir", str(out / "chemprop"), *model_args(args),
+        ]  # fmt: skip
+        log(f"pretraining {name}: {described}")
+        wall, cpu, load = run_measured(cmd, out / "pretrain.log", args.threads)
+        model = next((out / "chemprop").rglob("best*.pt"))
+        molecules = sum(1 for _ in pretext.open()) - 1
+        info = {
+            "arm": name, "corpus": arm.corpus, "source": arm.source, "keep": arm.keep,
+            "molecules": molecules, "pretext": described, "epochs": args.pretrain_epochs,
+            "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "load_1min": round(load, 2),
+            "selection": selection, "model": str(model), "command": shlex.join(cmd),
+        }  # fmt: skip
+        write_text(info_path, json.dumps(info, indent=2) + "\n")
+        log(f"pretrained {name}: {wall:.0f} s wall, {cpu:.0f} s CPU")
+        return info
+
+
+def moses_pretext(arm: Arm, args: argparse.Namespace, out: Path):
+    """The MOSES pretext: the selected rows' scaled RDKit descriptors (``pretext.csv``)."""
     smiles, raw = source_descriptors(args.work, args.descriptor_workers)
-    log(f"selecting the source of {name}")
+    log(f"selecting the source of {arm.pretraining()}")
     rows, selection = source_rows(arm, smiles, args)
-    rows = rows[~np.isnan(raw[rows]).all(axis=1)]
-    scaling = DescriptorScaling.fit(raw[rows], quantile=args.clip_quantile)
-    targets = scaling.transform(raw[rows])
     pretext = out / "pretext.csv"
-    frame = pd.DataFrame(targets, columns=list(scaling.names))
-    frame.insert(0, "smiles", [smiles[i] for i in rows])
+    molecules, scaling = write_pretext(pretext, smiles, raw, rows, quantile=args.clip_quantile)
+    write_text(out / "scaling.json", json.dumps(scaling.to_dict()) + "\n")
+    described = f"{molecules:,} molecules × {len(scaling.names)} descriptors"
+    return pretext, "regression", described, selection
+
+
+def toxcast_pretext(arm: Arm, args: argparse.Namespace, out: Path, target: str | None):
+    """The ToxCast pretext: the selected rows and their assay labels (``pretext.csv``);
+    assays left without a label are dropped."""
+    source = pd.read_csv(args.work / "toxcast_source.csv")
+    log(f"selecting the source of {arm.pretraining(target)}")
+    rows, selection = source_rows(arm, source.smiles.tolist(), args, target)
+    frame = source.iloc[np.sort(rows)]
+    frame = frame.loc[:, frame.notna().any()]
+    pretext = out / "pretext.csv"
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(pretext) as tmp:
-        frame.to_csv(tmp, index=False, float_format="%.5g")
-    write_text(out / "scaling.json", json.dumps(scaling.to_dict()) + "\n")
-    cmd = [
-        chemprop_executable(), "train", "--data-path", str(pretext), "--task-type", "regression",
-        "--smiles-columns", "smiles", "--epochs", str(args.pretrain_epochs),
-        "--split-sizes", "0.95", "0.05", "0.0", "--data-seed", "0", "--pytorch-seed", "0",
-        "--output-dir", str(out / "chemprop"), *model_args(args),
-    ]  # fmt: skip
-    log(f"pretraining {name}: {len(rows):,} molecules × {len(scaling.names)} descriptors")
-    wall, cpu, load = run_measured(cmd, out / "pretrain.log", args.threads)
-    model = next((out / "chemprop").rglob("best*.pt"))
-    info = {
-        "arm": name, "source": arm.source, "keep": arm.keep, "molecules": len(rows),
-        "descriptors": len(scaling.names), "epochs": args.pretrain_epochs,
-        "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "load_1min": round(load, 2),
-        "selection": selection, "model": str(model), "command": shlex.join(cmd),
-    }  # fmt: skip
-    write_text(info_path, json.dumps(info, indent=2) + "\n")
-    log(f"pretrained {name}: {wall:.0f} s wall, {cpu:.0f} s CPU")
-    return info
+        frame.to_csv(tmp, index=False)
+    described = f"{len(frame):,} molecules × {frame.shape[1] - 1} assays"
+    return pretext, "classification", described, selection
 
 
 def test_score(data: Downstream, data_path: Path, out_dir: Path) -> tuple[float, float, int]:
@@ -394,7 +516,7 @@ def write_report(args: argparse.Namespace) -> None:
     ]
     source = json.loads((args.work / "source.json").read_text())
     order = {arm: i for i, arm in enumerate(ARMS)}
-    everything, rows = rows, rows[rows.arm.isin(["scratch", "full-source"])]
+    everything, rows = rows, rows[rows.arm.isin(["scratch", *FULL_SOURCE.values()])]
     arms = sorted(
         set(zip(rows.arm, rows.pretrain_epochs, strict=True)), key=lambda a: (order[a[0]], a[1])
     )  # scratch first, then the full source by pretraining epochs
@@ -415,6 +537,8 @@ def write_report(args: argparse.Namespace) -> None:
         "(higher is better), RMSE in the set's units (lower is better). Mean ± sd over seeds;",
         "n = number of seeds where fewer than three finished. A Δ column is the mean over seeds",
         "of pretrained − scratch on the same split, ± its sd over seeds.",
+        "`toxcast-full-source` is pretrained instead on ToxCast's own 617 assays (multi-task",
+        "classification, the label-mapping section below).",
         "",
         "| set | metric | epochs | " + " | ".join(columns)
         + "".join(f" | Δ {c}" for c in pretrained) + " | test label sd |",
@@ -485,6 +609,16 @@ def write_report(args: argparse.Namespace) -> None:
         f"`moses_train_250k_seed0.csv.gz`; {source['removed_total']} removed because they occur "
         f"in a downstream set ({removed}); {source['kept']:,} kept."
     )
+    toxcast_path = args.work / "toxcast_source.json"
+    if toxcast_path.exists():
+        toxcast = json.loads(toxcast_path.read_text())
+        removed = ", ".join(f"{k} {v}" for k, v in toxcast["removed_per_set"].items())
+        lines.append(
+            f"- ToxCast source (`toxcast-…` and `label-mapping-…` arms): {toxcast['rows']:,} "
+            f"molecules × {toxcast['assays']} assays in `toxcast.csv.gz`; "
+            f"{toxcast['removed_total']:,} removed because they occur in a downstream set "
+            f"({removed}); {toxcast['kept']:,} kept, with {toxcast['labels_kept']:,} assay labels."
+        )
     for data in DOWNSTREAM:
         info_path = args.work / "data" / f"{data.name}.json"
         if info_path.exists():
@@ -535,38 +669,71 @@ def within_target(data: Downstream, change: float) -> bool:
     return change >= -1.0 if data.metric == "roc" else change <= 2.0
 
 
-def pruning_lines(rows: pd.DataFrame, infos: list[dict], args: argparse.Namespace) -> list[str]:
-    """The pruned-source comparison, the pretraining costs and the combined pipeline."""
-    rows = rows[rows.pretrain_epochs.isin([0, args.pretrain_epochs])]
-    arms = [a for a in ARMS if ARMS[a].keep < 1.0 and a in set(rows.arm)]
-    if not arms or "full-source" not in set(rows.arm):
-        return []
-    epochs = args.pretrain_epochs
-    lines = [
+INTRO = {
+    "moses": [
         "",
         "## Pruning the source before pretraining",
         "",
-        f"The same pretraining ({epochs} epochs) on a part of the source. `feature-mapping-K`",
+        "The same pretraining ({epochs} epochs) on a part of the source. `feature-mapping-K`",
         "keeps the fraction K chosen by feature mapping (`molpeg prune-source`: Morgan",
-        f"fingerprints, {args.groups} k-means groups; the target is the union of the six sets,",
+        "fingerprints, {groups} k-means groups; the target is the union of the six sets,",
         "so one pretrained model serves them all); `random-K` keeps a seeded random fraction K.",
         "`+molpeg-0.6` also prunes 60% of the fine-tuning data with `--plugin molpeg` (the",
         "paper's rule). Each cell: mean ± sd over seeds, then Δ against the full source on the",
         "same split (ROC-AUC points ×100, or RMSE change in %), mean ± sd over seeds.",
+    ],
+    "toxcast": [
         "",
-        "| set | metric | full-source | " + " | ".join(arms) + " |",
+        "## Label mapping: pruning a labelled source (ToxCast)",
+        "",
+        "The source is ToxCast without every molecule of the six sets, and the pretext is its",
+        "own assays (multi-task classification, {epochs} epochs). `label-mapping-K` keeps the",
+        "fraction K chosen by label mapping toward each set on its own (`molpeg prune-source",
+        "--method label-mapping`: the set's molecules are run through the model pretrained on",
+        "the full ToxCast source, the assays are ranked by their summed predicted probability,",
+        "and the molecules measured in the top assays are kept), so each set has its own",
+        "pretrained model; `toxcast-random-K` keeps a seeded random fraction K. Cells as above,",
+        "against `toxcast-full-source`.",
+    ],
+}
+
+
+def pruning_lines(rows: pd.DataFrame, infos: list[dict], args: argparse.Namespace) -> list[str]:
+    """The pruned-source comparisons, the pretraining costs and the combined pipeline."""
+    rows = rows[rows.pretrain_epochs.isin([0, args.pretrain_epochs])]
+    lines = []
+    for corpus in FULL_SOURCE:
+        lines += pruning_table(rows, corpus, args)
+    if not lines:
+        return []
+    lines += pretraining_cost_lines(infos, args)
+    lines += pipeline_lines(rows, infos, args)
+    return lines
+
+
+def pruning_table(rows: pd.DataFrame, corpus: str, args: argparse.Namespace) -> list[str]:
+    """Each pruned-source arm of one corpus against that corpus's full source, per set."""
+    full_arm = FULL_SOURCE[corpus]
+    arms = [
+        a for a in ARMS if ARMS[a].corpus == corpus and ARMS[a].keep < 1.0 and a in set(rows.arm)
+    ]
+    if not arms or full_arm not in set(rows.arm):
+        return []
+    lines = [line.format(epochs=args.pretrain_epochs, groups=args.groups) for line in INTRO[corpus]]
+    lines += [
+        "",
+        f"| set | metric | {full_arm} | " + " | ".join(arms) + " |",
         "|---|---|---|" + "---|" * len(arms),
     ]
     near = dict.fromkeys(arms, 0)
     beats = dict.fromkeys(arms, 0)
     counted = dict.fromkeys(arms, 0)
-    changes: dict[str, list[float]] = {a: [] for a in arms}
     for data in DOWNSTREAM:
         sub = rows[rows.dataset == data.name]
         paired = sub.pivot_table(index="seed", columns="arm", values="metric")
-        if "full-source" not in paired:
+        if full_arm not in paired:
             continue
-        full = paired["full-source"]
+        full = paired[full_arm]
         cells = [f"{full.mean():.3f} ± {full.std():.3f}"]
         for arm in arms:
             if arm not in paired or paired[arm].dropna().empty:
@@ -584,10 +751,9 @@ def pruning_lines(rows: pd.DataFrame, infos: list[dict], args: argparse.Namespac
                 f"{values.mean():.3f}{spread}{count}, Δ {change.mean():+.1f}{dspread}{unit}"
             )
             near[arm] += within_target(data, change.mean())
-            changes[arm].append(change.mean())
             counted[arm] += 1
-            baseline = f"random-{ARMS[arm].keep:g}"
-            if ARMS[arm].source == "feature-mapping" and baseline in paired:
+            baseline = counterpart(arm, "random")
+            if ARMS[arm].source != "random" and baseline in paired:
                 common = pd.concat([values, paired[baseline]], axis=1).dropna()
                 if len(common):
                     diff = (common.iloc[:, 0] - common.iloc[:, 1]).mean()
@@ -597,22 +763,21 @@ def pruning_lines(rows: pd.DataFrame, infos: list[dict], args: argparse.Namespac
     lines.append("")
     for arm in arms:
         versus = ""
-        if ARMS[arm].source == "feature-mapping" and f"random-{ARMS[arm].keep:g}" in arms:
-            versus = f"; better than random-{ARMS[arm].keep:g} on {beats[arm]} of them"
+        baseline = counterpart(arm, "random")
+        if ARMS[arm].source != "random" and baseline in arms:
+            versus = f"; better than {baseline} on {beats[arm]} of them"
         lines.append(
-            f"- {arm}: within 1 ROC-AUC point / 2 % RMSE of the full source on {near[arm]} of "
+            f"- {arm}: within 1 ROC-AUC point / 2 % RMSE of {full_arm} on {near[arm]} of "
             f"{counted[arm]} sets{versus}."
         )
-    lines += pretraining_cost_lines(infos, args)
-    lines += pipeline_lines(rows, infos, args)
     return lines
 
 
 def pretraining_cost_lines(infos: list[dict], args: argparse.Namespace) -> list[str]:
-    """What each pretraining cost, against the full source's."""
+    """What each pretraining cost, against the full source of its corpus."""
     infos = [i for i in infos if i["epochs"] == args.pretrain_epochs]
-    full = next((i for i in infos if i["arm"] == "full-source"), None)
-    if full is None:
+    full = {i.get("corpus", "moses"): i for i in infos if i["arm"] in FULL_SOURCE.values()}
+    if "moses" not in full:
         return []
     lines = [
         "",
@@ -623,19 +788,24 @@ def pretraining_cost_lines(infos: list[dict], args: argparse.Namespace) -> list[
         "mean load |",
         "|---|---|---|---|---|---|---|",
     ]
-    order = {ARMS[a].pretraining: i for i, a in enumerate(ARMS)}
+    order = {name: i for i, a in enumerate(ARMS) for name in ARMS[a].pretrainings}
     for info in sorted(infos, key=lambda i: order.get(i["arm"], 0)):
+        base = full.get(info.get("corpus", "moses"))
+        if base is None:
+            continue
         selection = info.get("selection", {}).get("selection_cpu_s", 0)
-        ratio = (selection + info["cpu_s"]) / full["cpu_s"]
+        ratio = (selection + info["cpu_s"]) / base["cpu_s"]
         lines.append(
             f"| {info['arm']} | {info['molecules']:,} | {selection:.0f} | {info['wall_s']:.0f} | "
             f"{info['cpu_s']:.0f} | {ratio:.2f}× | {info['load_1min']:.1f} |"
         )
     lines += [
         "",
-        "The CPU ratio counts the selection with the pretraining. The descriptors of the",
-        "source (the pretext targets) were computed once for the whole sample; a pruned",
-        "pipeline needs them only for the kept molecules.",
+        "The CPU ratio counts the selection with the pretraining, against the full source of",
+        "the same corpus. The descriptors of the MOSES source (the pretext targets) were",
+        "computed once for the whole sample; a pruned pipeline needs them only for the kept",
+        "molecules. Label mapping ranks with the model pretrained on the full ToxCast source,",
+        "so its selection presumes that model exists (its cost is the full-source row).",
     ]
     return lines
 
@@ -645,8 +815,8 @@ def pipeline_lines(rows: pd.DataFrame, infos: list[dict], args: argparse.Namespa
     combined = [a for a in ARMS if ARMS[a].finetune_prune and a in set(rows.arm)]
     by_name = {i["arm"]: i for i in infos if i["epochs"] == args.pretrain_epochs}
     # the full pipeline, then each combined arm after the arm with its pretraining alone
-    alone = [ARMS[a].pretraining for a in combined]
-    arms = ["full-source", *[a for a in ARMS if a in combined or a in alone]]
+    alone = [ARMS[a].pretraining() for a in combined]
+    arms = ["full-source", *[a for a in ARMS if a in combined or a in alone]]  # MOSES only
     sets = [d.name for d in DOWNSTREAM]
     lines = [
         "",
@@ -664,9 +834,9 @@ def pipeline_lines(rows: pd.DataFrame, infos: list[dict], args: argparse.Namespa
     full_metric = rows[rows.arm == "full-source"].groupby("dataset").metric.mean()
     for arm in arms:
         sub = rows[rows.arm == arm]
-        if set(sub.dataset) != set(sets) or ARMS[arm].pretraining not in by_name:
+        if set(sub.dataset) != set(sets) or ARMS[arm].pretraining() not in by_name:
             continue
-        pre = by_name[ARMS[arm].pretraining]
+        pre = by_name[ARMS[arm].pretraining()]
         selection = pre.get("selection", {})
         per_seed = sub.groupby("seed").filter(lambda g: set(g.dataset) == set(sets))
         if per_seed.empty:
@@ -751,6 +921,8 @@ def main() -> None:
     sets = [d for d in DOWNSTREAM if d.name in args.sets]
     paths = {d.name: prepare_downstream(d, args.work)[0] for d in DOWNSTREAM}
     prepare_source(args.num_source, args.source_seed, args.work, paths)
+    if any(ARMS[arm].corpus == "toxcast" for arm in args.arms):
+        prepare_toxcast(args.work, paths)
     done = done_keys(args.results)
     todo = [
         (arm, d, seed)
@@ -774,12 +946,15 @@ def main() -> None:
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         pretrained: dict[str, Future] = {}  # pretraining name -> its (shared) model
         for arm in args.arms:
-            name = ARMS[arm].pretraining
-            if name and name not in pretrained and any(t[0] == arm for t in todo):
-                pretrained[name] = pool.submit(pretrain, ARMS[arm], args)
+            targets = [d.name for d in sets] if ARMS[arm].per_set else [None]
+            for target in targets:
+                name = ARMS[arm].pretraining(target)
+                wanted = any(t[0] == arm and target in (None, t[1].name) for t in todo)
+                if name and name not in pretrained and wanted:
+                    pretrained[name] = pool.submit(pretrain, ARMS[arm], args, target)
 
         def one(arm: str, data: Downstream, seed: int) -> dict[str, str]:
-            name = ARMS[arm].pretraining
+            name = ARMS[arm].pretraining(data.name)
             pre = pretrained[name].result() if name in pretrained else None
             row = finetune(arm, data, seed, args, pre)
             append(args.results, [row], FIELDS)

@@ -34,11 +34,9 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import re
 import shlex
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -47,9 +45,11 @@ import numpy as np
 import pandas as pd
 from rdkit import RDLogger
 
+from molpeg_chemprop.runs import chemprop_executable, run_logged
+from molpeg_plugins.errors import MolPegError
 from molpeg_plugins.pipeline.atomic import atomic_path, write_text
 from molpeg_plugins.source.overlap import canonical_key, find_target_overlap
-from molpeg_plugins.source.pretext import DescriptorScaling, compute_descriptors
+from molpeg_plugins.source.pretext import compute_descriptors, write_pretext
 from molpeg_plugins.source.pruning import feature_mapping, random_selection
 
 FIELDS = [
@@ -59,26 +59,10 @@ FIELDS = [
 ]  # fmt: skip
 
 
-def chemprop() -> str:
-    """The ``chemprop`` script of this interpreter's environment (falls back to PATH)."""
-    beside = Path(sys.executable).with_name("chemprop")
-    return str(beside) if beside.exists() else "chemprop"
-
-
 def run(cmd: list[str], log: Path) -> tuple[float, float, str]:
     """Run ``cmd`` with its output in ``log``; its wall seconds, CPU seconds and output."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    with log.open("w") as fh:
-        fh.write("$ " + shlex.join(cmd) + "\n")
-        fh.flush()
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    code = os.waitstatus_to_exitcode(status)
-    if code != 0:
-        raise RuntimeError(f"{shlex.join(cmd[:2])} failed (exit {code}); see {log}")
-    return wall, usage.ru_utime + usage.ru_stime, log.read_text()
+    cost = run_logged(cmd, log)
+    return cost.wall_s, cost.cpu_s, log.read_text()
 
 
 def prepare(args: argparse.Namespace) -> tuple[list[str], np.ndarray]:
@@ -158,23 +142,17 @@ def pretrain(name: str, rows: np.ndarray, smiles, raw, args: argparse.Namespace)
     info_path = out / "pretrain.json"
     if info_path.exists():
         return json.loads(info_path.read_text())
-    rows = rows[~np.isnan(raw[rows]).all(axis=1)]
-    scaling = DescriptorScaling.fit(raw[rows])
-    frame = pd.DataFrame(scaling.transform(raw[rows]), columns=list(scaling.names))
-    frame.insert(0, "smiles", [smiles[i] for i in rows])
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "pretext.csv") as tmp:
-        frame.to_csv(tmp, index=False, float_format="%.5g")
+    molecules, scaling = write_pretext(out / "pretext.csv", smiles, raw, rows)
     cmd = [
-        chemprop(), "train", "--data-path", str(out / "pretext.csv"), "--task-type",
+        chemprop_executable(), "train", "--data-path", str(out / "pretext.csv"), "--task-type",
         "regression", "--smiles-columns", "smiles", "--epochs", str(args.pretrain_epochs),
         "--split-sizes", "0.95", "0.05", "0.0", "--data-seed", "0", "--pytorch-seed", "0",
         "--output-dir", str(out / "chemprop"), *args.chemprop_args,
     ]  # fmt: skip
-    print(f"pretraining {name}: {len(rows):,} molecules × {len(scaling.names)} descriptors")
+    print(f"pretraining {name}: {molecules:,} molecules × {len(scaling.names)} descriptors")
     wall, cpu, _ = run(cmd, out / "pretrain.log")
     info = {
-        "molecules": len(rows), "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
+        "molecules": molecules, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
         "model": str(next((out / "chemprop").rglob("best*.pt"))),
     }  # fmt: skip
     write_text(info_path, json.dumps(info, indent=2) + "\n")
@@ -187,7 +165,7 @@ def finetune(arm: str, seed: int, pre: dict | None, args: argparse.Namespace) ->
     shutil.rmtree(out, ignore_errors=True)  # an unfinished earlier try (it has no row)
     metric = "roc" if args.task_type == "classification" else "rmse"
     cmd = [
-        chemprop(), "train", "--data-path", str(args.work / "target.csv"), "--task-type",
+        chemprop_executable(), "train", "--data-path", str(args.work / "target.csv"), "--task-type",
         args.task_type, "--smiles-columns", "smiles", "--target-columns",
         *args.target_column, "--split-type", "scaffold_balanced", "--split-sizes", "0.8",
         "0.1", "0.1", "--data-seed", str(seed), "--pytorch-seed", str(seed), "--epochs",
@@ -341,3 +319,6 @@ if __name__ == "__main__":
     except KeyboardInterrupt:  # finished steps are kept; the same command continues
         print("interrupted: run the same command again to continue", file=sys.stderr)
         sys.exit(130)
+    except MolPegError as err:  # e.g. a chemprop run failed: its log is named
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(err.exit_code)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from molpeg_plugins.errors import MolPegError
@@ -13,6 +15,7 @@ from molpeg_plugins.source.pretext import (
     compute_descriptors,
     descriptor_names,
     descriptor_pretext,
+    write_pretext,
 )
 
 ETHANOL, BENZENE, ASPIRIN = "CCO", "c1ccccc1", "CC(=O)Oc1ccccc1C(=O)O"
@@ -96,6 +99,18 @@ def test_descriptor_pretext_returns_targets_and_scaling() -> None:
     targets, scaling = descriptor_pretext(MOLECULES)
     assert targets.shape == (len(MOLECULES), len(scaling.names))
     assert np.isfinite(targets).all()
+
+
+def test_write_pretext_keeps_the_chosen_parsable_rows(tmp_path: Path) -> None:
+    smiles = [*MOLECULES, "not a molecule"]
+    raw = compute_descriptors(smiles)
+    rows = np.array([0, 2, 4, 5, 6, 7, 8, len(smiles) - 1])  # the last one cannot be parsed
+    written, scaling = write_pretext(tmp_path / "pretext.csv", smiles, raw, rows)
+    frame = pd.read_csv(tmp_path / "pretext.csv")
+    assert written == 7
+    assert frame.smiles.tolist() == [smiles[i] for i in rows[:-1]]
+    assert frame.columns.tolist() == ["smiles", *scaling.names]
+    np.testing.assert_allclose(frame[list(scaling.names)].mean(), 0, atol=1e-3)
 
 
 def test_bad_fits_are_clear_errors() -> None:

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from molpeg_plugins.errors import ConfigError, DataError
+from molpeg_plugins.pipeline.atomic import atomic_path
 from molpeg_plugins.pipeline.data import smiles_text_problem
 from molpeg_plugins.source.chunked import Progress, map_chunks
 
@@ -186,3 +188,33 @@ def descriptor_pretext(
     raw = compute_descriptors(smiles, workers=workers, progress=progress)
     scaling = DescriptorScaling.fit(raw, quantile=quantile)
     return scaling.transform(raw), scaling
+
+
+def write_pretext(
+    path: Path, smiles: Sequence[str], raw: np.ndarray, rows: np.ndarray,
+    *, quantile: float = 0.005,
+) -> tuple[int, DescriptorScaling]:  # fmt: skip
+    """Write the pretraining CSV of the source ``rows``: ``smiles`` then one standardised
+    column per descriptor, with the scaling fitted on those rows.
+
+    Args:
+        path: the CSV written (atomically), ready for ``chemprop train --task-type regression``.
+        smiles: every source SMILES.
+        raw: their raw descriptors (:func:`compute_descriptors`), one row per SMILES.
+        rows: the source rows to pretrain on; rows whose descriptors are all ``nan``
+            (unparsable SMILES) are left out.
+        quantile: the clipping quantile of :meth:`DescriptorScaling.fit`.
+
+    Returns:
+        The number of molecules written and the fitted scaling.
+    """
+    import pandas as pd
+
+    rows = rows[~np.isnan(raw[rows]).all(axis=1)]
+    scaling = DescriptorScaling.fit(raw[rows], quantile=quantile)
+    frame = pd.DataFrame(scaling.transform(raw[rows]), columns=list(scaling.names))
+    frame.insert(0, "smiles", [smiles[i] for i in rows])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.5g")
+    return len(rows), scaling
