@@ -103,7 +103,7 @@ def test_label_mapping_ranks_the_task_the_target_is_active_in(data_dir: Path, ta
     a target made of the molecules active in one assay must rank that assay first."""
     source, col = S.read_records(data_dir / "tox21_800.csv", None, None)
     target = [s for s, v in zip(source.values[col], source.values[task], strict=True) if v == "1"]
-    for score in ("probability", "argmax"):
+    for score in ("probability", "argmax", "lift"):
         sel = S.label_mapping(source, col, target, 0.3, checkpoint=data_dir / ADMET, score=score)
         assert sel.units[0]["name"] == task, (score, [u["name"] for u in sel.units[:3]])
     assert sel.details["tasks"] == 12  # mol_id is not a task; the 12 assays are
@@ -116,6 +116,18 @@ def test_label_mapping_ranks_the_task_the_target_is_active_in(data_dir: Path, ta
     assert top_kept == min(len(measured), len(sel.kept))
     assert sel.num_eligible == sel.num_valid - len(leaked)
     assert len(sel.kept) == S.kept_count(sel.num_eligible, 0.3)
+
+
+@pytest.mark.chemprop
+def test_label_mapping_lift_is_one_for_a_target_like_the_source(data_dir: Path) -> None:
+    """Lift divides the target's mean probability by the source's: a target that is the
+    source itself lifts no task, whatever the tasks' base rates (which rank the other scores)."""
+    source, col = S.read_records(data_dir / "tox21_800.csv", None, None)
+    smiles = source.values[col]
+    kw = {"checkpoint": data_dir / ADMET, "drop_target_molecules": False}
+    lift = S.label_mapping(source, col, smiles, 0.5, score="lift", **kw)
+    np.testing.assert_allclose([u["hits"] for u in lift.units], 1.0, rtol=1e-4)
+    assert len({round(u["mean_probability"], 3) for u in lift.units}) > 1  # base rates differ
 
 
 def test_cli_feature_mapping_end_to_end_byte_exact(data_dir: Path, tmp_path: Path) -> None:

@@ -185,7 +185,10 @@ def prune_source(
         None, "--task-columns", help="Comma-separated source task columns (label mapping)."
     ),
     score: str = typer.Option(
-        "probability", "--score", help="Label mapping: probability (sum) or argmax (hits)."
+        "probability",
+        "--score",
+        help="Label mapping: probability (sum), argmax (hits) or lift (target mean over "
+        "source mean; also runs the model over the source).",
     ),
     n_bits: int = typer.Option(1024, "--bits", help="Morgan fingerprint length."),
     workers: int = typer.Option(1, "--workers", help="Processes for the fingerprints."),

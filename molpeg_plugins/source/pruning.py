@@ -41,7 +41,7 @@ from molpeg_plugins.source.chunked import chunks, map_chunks
 from molpeg_plugins.source.overlap import TargetOverlap, find_target_overlap
 
 GroupFeatures = Literal["morgan", "scaffold", "embedding"]
-LabelScore = Literal["probability", "argmax"]
+LabelScore = Literal["probability", "argmax", "lift"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -617,7 +617,12 @@ def label_mapping(
             column order.
         tasks: the source's task columns (default: every numeric column).
         score: ``"probability"`` sums each task's predicted probability over the target;
-            ``"argmax"`` counts the target molecules whose most probable task it is.
+            ``"argmax"`` counts the target molecules whose most probable task it is;
+            ``"lift"`` divides the target's mean probability by the eligible source
+            molecules' (the model is then also run over the source): a task every molecule
+            is predicted active in ranks by how much more the target is, not by its base
+            rate, which dominates the other two scores when the target is not made of one
+            assay's actives.
         trust_checkpoint: load the checkpoint without the allow-list.
         seed: seeds the sampling of the boundary task.
         drop_target_molecules: never keep a source molecule that is also a target molecule
@@ -628,8 +633,8 @@ def label_mapping(
             process-wide :func:`~molpeg_plugins.plugins.get_plugin_manager`).
     """
     _check_keep(keep)
-    if score not in ("probability", "argmax"):
-        raise ConfigError(f"unknown label-mapping score {score!r}: probability or argmax")
+    if score not in ("probability", "argmax", "lift"):
+        raise ConfigError(f"unknown label-mapping score {score!r}: probability, argmax or lift")
     tasks = list(tasks) if tasks else task_columns(source, smiles_col)
     if not tasks:
         raise ConfigError(
@@ -668,6 +673,13 @@ def label_mapping(
     probs = pred.data[pred.valid][:, out_idx]
     if score == "probability":
         strength = probs.sum(0).astype(np.float64)
+    elif score == "lift":
+        src_pred, _ = model_outputs(
+            checkpoint, src_smiles, kind="prediction", plugin_manager=plugin_manager,
+            trust=trust_checkpoint, progress=progress, stage="source model",
+        )  # fmt: skip
+        base = src_pred.data[src_pred.valid & eligible][:, out_idx].mean(0).astype(np.float64)
+        strength = probs.mean(0) / np.maximum(base, 1e-6)
     else:
         strength = np.bincount(probs.argmax(1), minlength=len(tasks)).astype(np.float64)
     order = sorted(range(len(tasks)), key=lambda j: (-strength[j], j))
