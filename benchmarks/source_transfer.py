@@ -131,6 +131,7 @@ class Arm:
     finetune_prune: float = 0.0
     corpus: str = "moses"
     per_set: bool = False
+    score: str = "probability"  # label mapping's task score
 
     def pretraining(self, target: str | None = None) -> str | None:
         """The name of the pretrained model (arms with the same source share it); a per-set
@@ -138,7 +139,8 @@ class Arm:
         if self.source is None:
             return None
         prefix = "" if self.corpus == "moses" else f"{self.corpus}-"
-        kept = "full-source" if self.source == "full" else f"{self.source}-{self.keep:g}"
+        score = f"-{self.score}" if self.score != "probability" else ""
+        kept = "full-source" if self.source == "full" else f"{self.source}{score}-{self.keep:g}"
         name = prefix + kept
         return f"{name}-{target}" if self.per_set else name
 
@@ -163,6 +165,9 @@ ARMS: dict[str, Arm] = {
     "toxcast-full-source": Arm("full", corpus="toxcast"),
     "label-mapping-0.5": Arm("label-mapping", 0.5, corpus="toxcast", per_set=True),
     "toxcast-random-0.5": Arm("random", 0.5, corpus="toxcast"),
+    "label-mapping-lift-0.5": Arm(
+        "label-mapping", 0.5, corpus="toxcast", per_set=True, score="lift"
+    ),
     "label-mapping-0.2": Arm("label-mapping", 0.2, corpus="toxcast", per_set=True),
     "toxcast-random-0.2": Arm("random", 0.2, corpus="toxcast"),
 }
@@ -206,13 +211,14 @@ def timed_selection(
         records, smiles_col = read_records(args.work / "toxcast_source.csv", "smiles")
         selection = label_mapping(
             records, smiles_col, targets, arm.keep, checkpoint=ranking["model"],
-            seed=args.source_seed,
+            score=arm.score, seed=args.source_seed,
         )  # fmt: skip
         details = selection.details
         return selection.kept, {
             "selection_wall_s": round(time.perf_counter() - wall0, 1),
             "selection_cpu_s": round(time.process_time() - cpu0, 1),
-            "target": target, "target_molecules": len(targets), "tasks": details["tasks"],
+            "target": target, "target_molecules": len(targets), "score": arm.score,
+            "tasks": details["tasks"],
             "top_tasks": details["top_tasks"],
             "tasks_used": sum(u["kept"] > 0 for u in selection.units),
             "ranking_model": ranking["arm"],
@@ -691,7 +697,8 @@ INTRO = {
         "fraction K chosen by label mapping toward each set on its own (`molpeg prune-source",
         "--method label-mapping`: the set's molecules are run through the model pretrained on",
         "the full ToxCast source, the assays are ranked by their summed predicted probability,",
-        "and the molecules measured in the top assays are kept), so each set has its own",
+        "and the molecules measured in the top assays are kept; `-lift-` ranks them by the",
+        "set's mean predicted probability over the source's instead), so each set has its own",
         "pretrained model; `toxcast-random-K` keeps a seeded random fraction K. Cells as above,",
         "against `toxcast-full-source`.",
     ],
