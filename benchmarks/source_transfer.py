@@ -665,6 +665,13 @@ def write_report(args: argparse.Namespace) -> None:
     write_text(args.snippet, "\n".join(lines) + "\n")
 
 
+def mean_sd(values: pd.Series) -> str:
+    """``mean ± sd`` over seeds, with ``(n=…)`` when fewer than three."""
+    spread = f" ± {values.std():.3f}" if len(values) > 1 else ""
+    count = f" (n={len(values)})" if len(values) < 3 else ""
+    return f"{values.mean():.3f}{spread}{count}"
+
+
 def relative_change(data: Downstream, pruned: float, full: float) -> float:
     """Pruned against full source, in the target's units: ROC-AUC points ×100, RMSE in %."""
     return 100 * (pruned - full) if data.metric == "roc" else 100 * (pruned - full) / full
@@ -740,23 +747,22 @@ def pruning_table(rows: pd.DataFrame, corpus: str, args: argparse.Namespace) -> 
         paired = sub.pivot_table(index="seed", columns="arm", values="metric")
         if full_arm not in paired:
             continue
-        full = paired[full_arm]
-        cells = [f"{full.mean():.3f} ± {full.std():.3f}"]
+        full = paired[full_arm].dropna()
+        cells = [mean_sd(full)]
         for arm in arms:
             if arm not in paired or paired[arm].dropna().empty:
                 cells.append("–")
                 continue
             values = paired[arm].dropna()
             change = pd.Series(
-                [relative_change(data, v, full[seed]) for seed, v in values.items()]
-            ).dropna()
-            spread = f" ± {values.std():.3f}" if len(values) > 1 else ""
-            count = f" (n={len(values)})" if len(values) < 3 else ""
+                [relative_change(data, v, full[seed]) for seed, v in values.items() if seed in full]
+            )
+            if change.empty:
+                cells.append(mean_sd(values))
+                continue
             dspread = f" ± {change.std():.1f}" if len(change) > 1 else ""
             unit = "" if data.metric == "roc" else " %"
-            cells.append(
-                f"{values.mean():.3f}{spread}{count}, Δ {change.mean():+.1f}{dspread}{unit}"
-            )
+            cells.append(f"{mean_sd(values)}, Δ {change.mean():+.1f}{dspread}{unit}")
             near[arm] += within_target(data, change.mean())
             counted[arm] += 1
             baseline = counterpart(arm, "random")
@@ -795,7 +801,8 @@ def pretraining_cost_lines(infos: list[dict], args: argparse.Namespace) -> list[
         "mean load |",
         "|---|---|---|---|---|---|---|",
     ]
-    order = {name: i for i, a in enumerate(ARMS) for name in ARMS[a].pretrainings}
+    names = [name for arm in ARMS.values() for name in arm.pretrainings]
+    order = {name: names.index(name) for name in names}  # arm by arm, sets in table order
     for info in sorted(infos, key=lambda i: order.get(i["arm"], 0)):
         base = full.get(info.get("corpus", "moses"))
         if base is None:
