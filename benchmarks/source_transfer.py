@@ -194,19 +194,24 @@ def source_rows(
         return np.arange(len(smiles)), {}
     if arm.source == "random":
         return random_selection(len(smiles), arm.keep, seed=args.source_seed), {}
+    ranking = None
     if arm.source == "label-mapping":  # the model it ranks with, before the clock starts
-        pretrain(ARMS[FULL_SOURCE[arm.corpus]], args)
+        ranking = pretrain(ARMS[FULL_SOURCE[arm.corpus]], args)
     with SELECTION_LOCK:  # one at a time: the process's CPU clock is the selection's alone
-        return timed_selection(arm, smiles, args, target)
+        return timed_selection(arm, smiles, args, target, ranking)
 
 
 def timed_selection(
-    arm: Arm, smiles: list[str], args: argparse.Namespace, target: str | None
+    arm: Arm,
+    smiles: list[str],
+    args: argparse.Namespace,
+    target: str | None,
+    ranking: dict | None,
 ) -> tuple[np.ndarray, dict]:
-    """Feature or label mapping, with its wall and CPU seconds."""
+    """Feature or label mapping (ranked by the ``ranking`` pretraining), with its wall and CPU
+    seconds."""
     wall0, cpu0 = time.perf_counter(), time.process_time()
-    if arm.source == "label-mapping":
-        ranking = pretrain(ARMS[FULL_SOURCE[arm.corpus]], args)  # cached: the full-source model
+    if ranking is not None:
         targets = pd.read_csv(args.work / "data" / f"{target}.csv").smiles.tolist()
         records, smiles_col = read_records(args.work / "toxcast_source.csv", "smiles")
         selection = label_mapping(
@@ -385,7 +390,7 @@ def pretrain(arm: Arm, args: argparse.Namespace, target: str | None = None) -> d
     with PRETRAIN_LOCKS[name]:
         if info_path.exists():
             return json.loads(info_path.read_text())
-        pretext, task_type, described, selection = (
+        pretext, molecules, task_type, described, selection = (
             toxcast_pretext(arm, args, out, target)
             if arm.corpus == "toxcast"
             else moses_pretext(arm, args, out)
@@ -399,7 +404,6 @@ def pretrain(arm: Arm, args: argparse.Namespace, target: str | None = None) -> d
         log(f"pretraining {name}: {described}")
         wall, cpu, load = run_measured(cmd, out / "pretrain.log", args.threads)
         model = next((out / "chemprop").rglob("best*.pt"))
-        molecules = sum(1 for _ in pretext.open()) - 1
         info = {
             "arm": name, "corpus": arm.corpus, "source": arm.source, "keep": arm.keep,
             "molecules": molecules, "pretext": described, "epochs": args.pretrain_epochs,
@@ -420,7 +424,7 @@ def moses_pretext(arm: Arm, args: argparse.Namespace, out: Path):
     molecules, scaling = write_pretext(pretext, smiles, raw, rows, quantile=args.clip_quantile)
     write_text(out / "scaling.json", json.dumps(scaling.to_dict()) + "\n")
     described = f"{molecules:,} molecules × {len(scaling.names)} descriptors"
-    return pretext, "regression", described, selection
+    return pretext, molecules, "regression", described, selection
 
 
 def toxcast_pretext(arm: Arm, args: argparse.Namespace, out: Path, target: str | None):
@@ -436,7 +440,7 @@ def toxcast_pretext(arm: Arm, args: argparse.Namespace, out: Path, target: str |
     with atomic_path(pretext) as tmp:
         frame.to_csv(tmp, index=False)
     described = f"{len(frame):,} molecules × {frame.shape[1] - 1} assays"
-    return pretext, "classification", described, selection
+    return pretext, len(frame), "classification", described, selection
 
 
 def test_score(data: Downstream, data_path: Path, out_dir: Path) -> tuple[float, float, int]:
@@ -564,9 +568,7 @@ def write_report(args: argparse.Namespace) -> None:
             if values.empty:
                 cells.append("–")
                 continue
-            spread = f" ± {values.std():.3f}" if len(values) > 1 else ""
-            count = f" (n={len(values)})" if len(values) < 3 else ""
-            cells.append(f"{values.mean():.3f}{spread}{count}")
+            cells.append(mean_sd(values))
         paired = sub.pivot_table(index="seed", columns="column", values="metric")
         for column in pretrained:
             if not {"scratch", column} <= set(paired.columns):
