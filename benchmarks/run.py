@@ -37,12 +37,10 @@ Environment: ``MOLPEG_SHARED`` overrides where ``../shared`` (data and models) i
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import os
 import platform
 import re
-import shlex
 import subprocess
 import sys
 import threading
@@ -53,7 +51,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from molpeg_chemprop.runs import chemprop_executable
+from molpeg_chemprop.runs import ChempropRunError, chemprop_executable, run_logged
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -375,23 +373,26 @@ def command(run: Run, data_path: Path, out_dir: Path) -> list[str]:
     return cmd
 
 
-MEASURE = (
-    "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
-    "u = resource.getrusage(resource.RUSAGE_CHILDREN); "
-    "print('MOLPEG_PEAK_RSS_KB', u.ru_maxrss, file=sys.stderr); "
-    "print('MOLPEG_CPU_SECONDS', u.ru_utime + u.ru_stime, file=sys.stderr); "
-    "sys.exit(r.returncode)"
-)
+class LoadSampler:
+    """The machine's 1-minute load average, sampled every ``every_s`` seconds while a run goes
+    on: pass it as ``run_logged(..., on_poll=sampler)``, then read :attr:`mean`."""
 
+    def __init__(self, every_s: float = LOAD_EVERY_S) -> None:
+        self.every_s = every_s
+        self.samples: list[float] = []
+        self._next = time.monotonic()
 
-def cpu_seconds(log_text: str) -> str:
-    """The run's CPU time (user + system, all its processes) from its log, or ``""``.
+    def __call__(self) -> None:
+        """Take a sample if ``every_s`` has passed since the last one."""
+        now = time.monotonic()
+        if now >= self._next:
+            self.samples.append(os.getloadavg()[0])
+            self._next = now + self.every_s
 
-    On a shared machine this is the cost to compare: unlike wall time, it hardly depends on
-    what else runs.
-    """
-    found = re.search(r"MOLPEG_CPU_SECONDS ([\d.]+)", log_text)
-    return f"{float(found.group(1)):.0f}" if found else ""
+    @property
+    def mean(self) -> float:
+        """The mean of the samples (the current load if none was taken)."""
+        return sum(self.samples) / len(self.samples) if self.samples else os.getloadavg()[0]
 
 
 def _stamp(line: str) -> float:
@@ -404,25 +405,14 @@ def execute(run: Run, tier: str) -> dict[str, str]:
     name = run.name
     out_dir = WORK / tier / name
     log_path = WORK / tier / f"{name}.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
     cmd = command(run, data_path, out_dir)
-    t0 = time.perf_counter()
-    with log_path.open("w") as log:
-        log.write("$ " + shlex.join(cmd) + "\n")
-        log.flush()
-        env = dict(os.environ)
-        if THREADS is not None:
-            env.update(OMP_NUM_THREADS=str(THREADS), MKL_NUM_THREADS=str(THREADS))
-        proc = subprocess.Popen(
-            [sys.executable, "-c", MEASURE, *cmd], stdout=log, stderr=log, env=env
-        )
-        load = sampled_load(proc)
-    wall = time.perf_counter() - t0
+    env = dict(os.environ)
+    if THREADS is not None:
+        env.update(OMP_NUM_THREADS=str(THREADS), MKL_NUM_THREADS=str(THREADS))
+    load = LoadSampler()
+    cost = run_logged(cmd, log_path, env=env, on_poll=load)
     text = log_path.read_text()
-    if proc.returncode != 0:
-        raise RuntimeError(f"run {name} failed (exit {proc.returncode}); see {log_path}")
     metric = re.search(rf"test/{run.dataset.metric}: ([-\d.eE]+)", text)
-    rss = re.search(r"MOLPEG_PEAK_RSS_KB (\d+)", text)
     start = re.search(r"^(\S+) - INFO:chemprop.cli.train - train/val/test", text, re.M)
     end = re.search(r"^(\S+) - INFO:chemprop.cli.train - Test Set results", text, re.M)
     fit = _stamp(end.group(1)) - _stamp(start.group(1)) if start and end else float("nan")
@@ -434,29 +424,18 @@ def execute(run: Run, tier: str) -> dict[str, str]:
         "seed": str(run.seed),
         "metric_name": run.dataset.metric,
         "metric": metric.group(1) if metric else "nan",
-        "wall_seconds": f"{wall:.1f}",
+        "wall_seconds": f"{cost.wall_s:.1f}",
         "fit_seconds": f"{fit:.0f}",
         "epochs": str(run.epochs),
         "seconds_per_epoch": f"{fit / run.epochs:.1f}",
-        "peak_rss_mb": f"{int(rss.group(1)) / 1024:.0f}" if rss else "nan",
+        "peak_rss_mb": f"{cost.peak_rss_mib:.0f}",
         "foundation": run.foundation.name,
         "device": device_name() + (f", {JOBS} runs at once" if JOBS > 1 else ""),
         "commit": git_commit(),
         "finished": datetime.now().isoformat(timespec="seconds"),
-        "load_1min": f"{load:.2f}",
-        "cpu_seconds": cpu_seconds(text),
+        "load_1min": f"{load.mean:.2f}",
+        "cpu_seconds": f"{cost.cpu_s:.0f}",  # on a shared machine the cost to compare
     }
-
-
-def sampled_load(proc: subprocess.Popen) -> float:
-    """Wait for ``proc``; the mean 1-minute load average sampled every ``LOAD_EVERY_S``."""
-    samples = []
-    while proc.poll() is None:
-        samples.append(os.getloadavg()[0])
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=LOAD_EVERY_S)
-    samples.append(os.getloadavg()[0])
-    return sum(samples) / len(samples)
 
 
 def test_truth(data_path: Path, out_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -587,7 +566,7 @@ def run_grid(todo: list[Run], tier: str, results: Path, jobs: int) -> int:
             run = futures[future]
             try:
                 row = future.result()
-            except RuntimeError as err:
+            except ChempropRunError as err:  # one failed run must not stop the others
                 failed += 1
                 print(f"[{i}/{len(todo)}] {run.key} FAILED: {err}", flush=True)
                 continue

@@ -24,7 +24,9 @@ pretraining), so pruned-source arms are added there without changing the rest. T
 molecules, with its 617 assays as the pretext (multi-task classification); label mapping
 ranks the assays with the model pretrained on all of it, toward each set on its own. One CSV row per
 finished fine-tune is appended to ``--results``; finished rows are skipped on restart, as are
-cached pretrained models. ``--report`` rewrites the markdown snippet after every run.
+cached pretrained models. Each pretraining's cost and the data counts are kept beside the rows
+(``PRETRAININGS``, ``DATA_INFO``), so the markdown snippet, rewritten after every run, can be
+rebuilt from ``benchmarks/results/`` alone (``--report-only``) without the work folder.
 
     nice -n 10 python benchmarks/source_transfer.py --jobs 2 --threads 1
 """
@@ -33,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import itertools
 import json
 import os
 import platform
@@ -53,7 +54,7 @@ from rdkit import RDLogger
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from run import append, git_commit, test_truth  # noqa: E402  benchmarks/run.py
+from run import LoadSampler, append, git_commit, test_truth  # noqa: E402  benchmarks/run.py
 
 from molpeg_chemprop.runs import chemprop_executable, run_logged  # noqa: E402
 from molpeg_plugins.pipeline.atomic import atomic_path, write_text  # noqa: E402
@@ -72,8 +73,10 @@ MOSES = SHARED / "data/pretrain/moses_train_250k_seed0.csv.gz"
 TOXCAST = MOLECULENET / "toxcast.csv.gz"
 RESULTS = ROOT / "benchmarks/results/source_transfer.csv"
 SNIPPET = ROOT / "benchmarks/results/source_transfer.md"
+# what the report needs besides the rows, kept with them (the work folder is a cache)
+PRETRAININGS = ROOT / "benchmarks/results/source_transfer_pretraining.json"
+DATA_INFO = ROOT / "benchmarks/results/source_transfer_data.json"
 LOAD_EVERY_S = 5.0
-POLL_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -160,6 +163,7 @@ ARMS: dict[str, Arm] = {
     "feature-mapping-0.5": Arm("feature-mapping", 0.5),
     "random-0.5": Arm("random", 0.5),
     "feature-mapping-0.5+molpeg-0.6": Arm("feature-mapping", 0.5, finetune_prune=0.6),
+    "feature-mapping-0.5+molpeg-0.3": Arm("feature-mapping", 0.5, finetune_prune=0.3),
     "feature-mapping-0.2": Arm("feature-mapping", 0.2),
     "random-0.2": Arm("random", 0.2),
     "toxcast-full-source": Arm("full", corpus="toxcast"),
@@ -359,15 +363,9 @@ def source_descriptors(work: Path, workers: int) -> tuple[list[str], np.ndarray]
 def run_measured(cmd: list[str], log_path: Path, threads: int) -> tuple[float, float, float]:
     """Run ``cmd``; its wall seconds, CPU seconds (user + system) and mean 1-minute load."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    loads: list[float] = []
-    polls = itertools.count()
-
-    def sample_load() -> None:  # every LOAD_EVERY_S of the POLL_S polls
-        if next(polls) % round(LOAD_EVERY_S / POLL_S) == 0:
-            loads.append(os.getloadavg()[0])
-
-    cost = run_logged(cmd, log_path, env=env, on_poll=sample_load, poll_s=POLL_S)
-    return cost.wall_s, cost.cpu_s, float(np.mean(loads))
+    load = LoadSampler(LOAD_EVERY_S)
+    cost = run_logged(cmd, log_path, env=env, on_poll=load)
+    return cost.wall_s, cost.cpu_s, load.mean
 
 
 def model_args(args: argparse.Namespace) -> list[str]:
@@ -411,8 +409,35 @@ def pretrain(arm: Arm, args: argparse.Namespace, target: str | None = None) -> d
             "selection": selection, "model": str(model), "command": shlex.join(cmd),
         }  # fmt: skip
         write_text(info_path, json.dumps(info, indent=2) + "\n")
+        record_pretraining(info, args)
         log(f"pretrained {name}: {wall:.0f} s wall, {cpu:.0f} s CPU")
         return info
+
+
+RECORD_LOCK = threading.Lock()
+
+
+def record_pretraining(info: dict, args: argparse.Namespace) -> None:
+    """Keep a pretraining's cost and command in ``--pretrainings`` (paths under the work
+    folder written as ``WORK``).
+
+    The first record of a pretraining (name and epochs) stays: the finished rows were
+    fine-tuned from that run and the cost tables compare runs measured alongside each other.
+    A pretraining run again because the work folder was lost is not recorded again; delete
+    its record to measure it anew.
+    """
+    work = str(args.work)
+    kept = {k: v for k, v in info.items() if k != "model"}
+    kept["command"] = info["command"].replace(work, "WORK")
+    with RECORD_LOCK:
+        records = read_pretrainings(args.pretrainings)
+        records.setdefault(f"{info['arm']}-{info['epochs']}ep", kept)
+        write_text(args.pretrainings, json.dumps(records, indent=2, sort_keys=True) + "\n")
+
+
+def read_pretrainings(path: Path) -> dict[str, dict]:
+    """The recorded pretrainings, by ``{name}-{epochs}ep``."""
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def moses_pretext(arm: Arm, args: argparse.Namespace, out: Path):
@@ -524,7 +549,8 @@ def write_report(args: argparse.Namespace) -> None:
     rows["column"] = [
         column_label(a, e) for a, e in zip(rows.arm, rows.pretrain_epochs, strict=True)
     ]
-    source = json.loads((args.work / "source.json").read_text())
+    data_info = json.loads(args.data_info.read_text())
+    source = data_info["source"]
     order = {arm: i for i, arm in enumerate(ARMS)}
     everything, rows = rows, rows[rows.arm.isin(["scratch", *FULL_SOURCE.values()])]
     arms = sorted(
@@ -617,9 +643,8 @@ def write_report(args: argparse.Namespace) -> None:
         f"`moses_train_250k_seed0.csv.gz`; {source['removed_total']} removed because they occur "
         f"in a downstream set ({removed}); {source['kept']:,} kept."
     )
-    toxcast_path = args.work / "toxcast_source.json"
-    if toxcast_path.exists():
-        toxcast = json.loads(toxcast_path.read_text())
+    toxcast = data_info.get("toxcast")
+    if toxcast:
         removed = ", ".join(f"{k} {v}" for k, v in toxcast["removed_per_set"].items())
         lines.append(
             f"- ToxCast source (`toxcast-…` and `label-mapping-…` arms): {toxcast['rows']:,} "
@@ -628,9 +653,8 @@ def write_report(args: argparse.Namespace) -> None:
             f"({removed}); {toxcast['kept']:,} kept, with {toxcast['labels_kept']:,} assay labels."
         )
     for data in DOWNSTREAM:
-        info_path = args.work / "data" / f"{data.name}.json"
-        if info_path.exists():
-            info = json.loads(info_path.read_text())
+        info = data_info["sets"].get(data.name)
+        if info:
             lines.append(
                 f"- {data.name}: {info['rows']:,} rows, {info['unparsable']} unparsable dropped, "
                 f"{info['tasks']} task(s)."
@@ -656,15 +680,20 @@ def write_report(args: argparse.Namespace) -> None:
         *sorted(set(rows.command)),
         "```",
     ]
-    infos = [json.loads(f.read_text()) for f in (args.work / "pretrain").glob("*/pretrain.json")]
+    infos = list(read_pretrainings(args.pretrainings).values())
     lines += pruning_lines(everything, infos, args)
     if infos:
         lines += ["", "Pretraining commands (paths under the work folder):", "", "```"]
-        for pre in sorted(infos, key=lambda info: (order.get(info["arm"], 0), info["epochs"])):
-            command = pre["command"].replace(str(args.work), "WORK")
-            lines.append(command.replace(chemprop_executable(), "chemprop"))
+        for pre in sorted(infos, key=lambda info: (pretraining_order(info["arm"]), info["epochs"])):
+            lines.append(shlex.join(["chemprop", *shlex.split(pre["command"])[1:]]))
         lines.append("```")
     write_text(args.snippet, "\n".join(lines) + "\n")
+
+
+def pretraining_order(name: str) -> int:
+    """Where a pretraining goes in a table: arm by arm, a per-set arm's sets in table order."""
+    names = list(dict.fromkeys(n for arm in ARMS.values() for n in arm.pretrainings))
+    return names.index(name) if name in names else len(names)
 
 
 def mean_sd(values: pd.Series) -> str:
@@ -693,9 +722,9 @@ INTRO = {
         "keeps the fraction K chosen by feature mapping (`molpeg prune-source`: Morgan",
         "fingerprints, {groups} k-means groups; the target is the union of the six sets,",
         "so one pretrained model serves them all); `random-K` keeps a seeded random fraction K.",
-        "`+molpeg-0.6` also prunes 60% of the fine-tuning data with `--plugin molpeg` (the",
-        "paper's rule). Each cell: mean ± sd over seeds, then Δ against the full source on the",
-        "same split (ROC-AUC points ×100, or RMSE change in %), mean ± sd over seeds.",
+        "`+molpeg-R` also prunes the fraction R of the fine-tuning data with `--plugin molpeg`",
+        "(the paper's rule). Each cell: mean ± sd over seeds, then Δ against the full source on",
+        "the same split (ROC-AUC points ×100, or RMSE change in %), mean ± sd over seeds.",
     ],
     "toxcast": [
         "",
@@ -803,9 +832,7 @@ def pretraining_cost_lines(infos: list[dict], args: argparse.Namespace) -> list[
         "mean load |",
         "|---|---|---|---|---|---|---|",
     ]
-    names = [name for arm in ARMS.values() for name in arm.pretrainings]
-    order = {name: names.index(name) for name in names}  # arm by arm, sets in table order
-    for info in sorted(infos, key=lambda i: order.get(i["arm"], 0)):
+    for info in sorted(infos, key=lambda i: pretraining_order(i["arm"])):
         base = full.get(info.get("corpus", "moses"))
         if base is None:
             continue
@@ -922,6 +949,8 @@ def main() -> None:
     p.add_argument("--work", type=Path, default=ROOT / "benchmarks/work/source_transfer")
     p.add_argument("--results", type=Path, default=RESULTS)
     p.add_argument("--snippet", type=Path, default=SNIPPET)
+    p.add_argument("--pretrainings", type=Path, default=PRETRAININGS)
+    p.add_argument("--data-info", type=Path, default=DATA_INFO)
     p.add_argument("--report-only", action="store_true")
     args = p.parse_args()
     RDLogger.DisableLog("rdApp.*")
@@ -935,10 +964,14 @@ def main() -> None:
         return
     args.work.mkdir(parents=True, exist_ok=True)
     sets = [d for d in DOWNSTREAM if d.name in args.sets]
-    paths = {d.name: prepare_downstream(d, args.work)[0] for d in DOWNSTREAM}
-    prepare_source(args.num_source, args.source_seed, args.work, paths)
+    prepared = {d.name: prepare_downstream(d, args.work) for d in DOWNSTREAM}
+    paths = {name: path for name, (path, _) in prepared.items()}
+    data_info = json.loads(args.data_info.read_text()) if args.data_info.exists() else {}
+    data_info["source"] = prepare_source(args.num_source, args.source_seed, args.work, paths)
+    data_info["sets"] = {name: info for name, (_, info) in prepared.items()}
     if any(ARMS[arm].corpus == "toxcast" for arm in args.arms):
-        prepare_toxcast(args.work, paths)
+        data_info["toxcast"] = prepare_toxcast(args.work, paths)
+    write_text(args.data_info, json.dumps(data_info, indent=2) + "\n")
     done = done_keys(args.results)
     todo = [
         (arm, d, seed)

@@ -18,10 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
-import subprocess
 import sys
-import time
 from datetime import datetime
 from pathlib import Path
 
@@ -31,6 +28,8 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).parent))
 import run  # benchmarks/run.py: datasets, prepare, measuring, appending
 
+from molpeg_chemprop.runs import run_logged
+from molpeg_plugins.errors import MolPegError
 from molpeg_plugins.pipeline.atomic import write_text
 
 RESULTS = run.RESULTS
@@ -87,33 +86,24 @@ def run_torch_grid() -> None:
                 name = f"{data.name}-{method}-{ratio:.2f}-{seed}".replace(".", "")
                 out = run.WORK / "sparse-torch" / name
                 log_path = out.with_suffix(".log")
-                log_path.parent.mkdir(parents=True, exist_ok=True)
                 cmd = torch_command(data_path, method, ratio, seed, out)
-                t0 = time.perf_counter()
-                with log_path.open("w") as log:
-                    log.write("$ " + shlex.join(cmd) + "\n")
-                    log.flush()
-                    proc = subprocess.Popen(
-                        [sys.executable, "-c", run.MEASURE, *cmd], stdout=log, stderr=log, env=env
-                    )
-                    load = run.sampled_load(proc)
-                wall = time.perf_counter() - t0
-                text = log_path.read_text()
-                if proc.returncode != 0:
-                    raise SystemExit(f"{name} failed (exit {proc.returncode}); see {log_path}")
+                load = run.LoadSampler()
+                try:
+                    cost = run_logged(cmd, log_path, env=env, on_poll=load)
+                except MolPegError as err:
+                    raise SystemExit(f"{name}: {err}") from err
                 report = json.loads((out / "report.json").read_text())
-                rss = int(text.rsplit("MOLPEG_PEAK_RSS_KB", 1)[1].split()[0]) / 1024
                 row = {
                     "dataset": data.name, "method": method, "ratio": f"{ratio:.2f}",
                     "seed": str(seed), "epochs": str(TORCH_EPOCHS),
                     "roc": f"{report['test_metrics'].get('roc_auc', float('nan')):.4f}",
                     "prc": f"{report['test_metrics'].get('prc_auc', float('nan')):.4f}",
-                    "wall_seconds": f"{wall:.1f}", "peak_rss_mb": f"{rss:.0f}",
-                    "load_1min": f"{load:.2f}", "train": str(report["counts"]["train"]),
+                    "wall_seconds": f"{cost.wall_s:.1f}", "peak_rss_mb": f"{cost.peak_rss_mib:.0f}",
+                    "load_1min": f"{load.mean:.2f}", "train": str(report["counts"]["train"]),
                     "kept": str(report["counts"]["kept"]), "device": run.device_name(),
                     "commit": run.git_commit(),
                     "finished": datetime.now().isoformat(timespec="seconds"),
-                    "cpu_seconds": run.cpu_seconds(text),
+                    "cpu_seconds": f"{cost.cpu_s:.0f}",
                 }  # fmt: skip
                 run.append(TORCH_CSV, [row], TORCH_FIELDS)
                 print(f"{name}: roc={row['roc']} prc={row['prc']} wall={row['wall_seconds']}s")

@@ -2,9 +2,9 @@
 
 For scripts that drive Chemprop's own command line (``examples/source_pipeline.py``, the
 benchmarks): :func:`chemprop_executable` finds the ``chemprop`` script of this environment and
-:func:`run_logged` runs a command with its output in a log, returning the wall and CPU
-seconds the child (and its children) used, or raising :class:`ChempropRunError` naming the
-log when it fails.
+:func:`run_logged` runs a command with its output in a log, returning the wall seconds, CPU
+seconds and peak memory the command (and its children) used, or raising
+:class:`ChempropRunError` naming the log when it fails.
 """
 
 from __future__ import annotations
@@ -27,16 +27,29 @@ class ChempropRunError(MolPegError):
 
 @dataclass(frozen=True)
 class RunCost:
-    """What a finished child process cost: wall seconds and CPU seconds (user + system)."""
+    """What a finished child process cost: wall seconds, CPU seconds (user + system) and its
+    peak resident memory in MiB (the largest of it and its children)."""
 
     wall_s: float
     cpu_s: float
+    peak_rss_mib: float
 
 
 def chemprop_executable() -> str:
     """The ``chemprop`` script of this interpreter's environment (falls back to ``PATH``)."""
     beside = Path(sys.executable).with_name("chemprop")
     return str(beside) if beside.exists() else "chemprop"
+
+
+# A small interpreter runs the command and reports what its children used. Measured from this
+# process instead, the peak memory would start at this process's own: a forked child counts
+# the parent's pages until it execs, and the kernel keeps that high-water mark.
+_MEASURED = (
+    "import os, resource, subprocess, sys; code = subprocess.call(sys.argv[2:]); "
+    "u = resource.getrusage(resource.RUSAGE_CHILDREN); "
+    "os.write(int(sys.argv[1]), f'{u.ru_utime + u.ru_stime} {u.ru_maxrss}'.encode()); "
+    "sys.exit(code)"
+)
 
 
 def run_logged(
@@ -61,24 +74,31 @@ def run_logged(
         ChempropRunError: the command exited with a non-zero status.
     """
     log.parent.mkdir(parents=True, exist_ok=True)
+    report, report_to = os.pipe()
     start = time.perf_counter()
-    with log.open("w") as fh:
-        fh.write("$ " + shlex.join(cmd) + "\n")
-        fh.flush()
-        proc = subprocess.Popen(list(cmd), stdout=fh, stderr=subprocess.STDOUT, env=env)
-        if on_poll is None:
-            _, status, usage = os.wait4(proc.pid, 0)
-        else:
-            while True:
+    try:
+        with log.open("w") as fh:
+            fh.write("$ " + shlex.join(cmd) + "\n")
+            fh.flush()
+            proc = subprocess.Popen(
+                [sys.executable, "-c", _MEASURED, str(report_to), *cmd],
+                stdout=fh, stderr=subprocess.STDOUT, env=env, pass_fds=(report_to,),
+            )  # fmt: skip
+            os.close(report_to)
+            report_to = -1
+            while on_poll is not None and proc.poll() is None:
                 on_poll()
-                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-                if pid:
-                    break
                 time.sleep(poll_s)
-    wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
+            proc.wait()
+        wall = time.perf_counter() - start
+        usage = os.read(report, 256).decode().split()
+    finally:
+        os.close(report)
+        if report_to >= 0:
+            os.close(report_to)
+    if proc.returncode != 0 or len(usage) != 2:
         raise ChempropRunError(
             f"{shlex.join(list(cmd[:2]))} failed (exit {proc.returncode}); see {log}"
         )
-    return RunCost(wall_s=wall, cpu_s=usage.ru_utime + usage.ru_stime)
+    cpu_s, max_rss_kib = float(usage[0]), int(usage[1])
+    return RunCost(wall_s=wall, cpu_s=cpu_s, peak_rss_mib=max_rss_kib / 1024)  # KiB on Linux
