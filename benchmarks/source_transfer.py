@@ -682,6 +682,17 @@ def write_report(args: argparse.Namespace) -> None:
     ]
     infos = list(read_pretrainings(args.pretrainings).values())
     lines += pruning_lines(everything, infos, args)
+    pruned = everything[~everything.index.isin(rows.index)]
+    if not pruned.empty:
+        lines += [
+            "",
+            f"The pruning arms ran at commits {', '.join(sorted(set(pruned.commit.astype(str))))}"
+            " with (besides the gate commands above):",
+            "",
+            "```",
+            *sorted(set(pruned.command) - set(rows.command)),
+            "```",
+        ]
     if infos:
         lines += ["", "Pretraining commands (paths under the work folder):", "", "```"]
         for pre in sorted(infos, key=lambda info: (pretraining_order(info["arm"]), info["epochs"])):
@@ -855,11 +866,12 @@ def pretraining_cost_lines(infos: list[dict], args: argparse.Namespace) -> list[
 
 def pipeline_lines(rows: pd.DataFrame, infos: list[dict], args: argparse.Namespace) -> list[str]:
     """Source pruning + MolPeg fine-tuning against the full source and full fine-tuning."""
-    combined = [a for a in ARMS if ARMS[a].finetune_prune and a in set(rows.arm)]
+    if not any(ARMS[a].finetune_prune for a in set(rows.arm)):
+        return []
     by_name = {i["arm"]: i for i in infos if i["epochs"] == args.pretrain_epochs}
-    # the full pipeline, then each combined arm after the arm with its pretraining alone
-    alone = [ARMS[a].pretraining() for a in combined]
-    arms = ["full-source", *[a for a in ARMS if a in combined or a in alone]]  # MOSES only
+    # every pretrained MOSES arm, the full pipeline first: the combined arms beside the
+    # pruned sources fine-tuned in full
+    arms = [a for a in ARMS if ARMS[a].corpus == "moses" and ARMS[a].source is not None]
     sets = [d.name for d in DOWNSTREAM]
     lines = [
         "",
@@ -870,8 +882,8 @@ def pipeline_lines(rows: pd.DataFrame, infos: list[dict], args: argparse.Namespa
         "| pipeline | pretraining wall s | fine-tuning wall s | total wall s | vs full | "
         "total CPU s | vs full | "
         f"Δ ROC-AUC ({sum(d.metric == 'roc' for d in DOWNSTREAM)} sets) | "
-        f"Δ RMSE ({sum(d.metric == 'rmse' for d in DOWNSTREAM)} sets) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"Δ RMSE ({sum(d.metric == 'rmse' for d in DOWNSTREAM)} sets) | fine-tuning load |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     totals: dict[str, tuple[float, float]] = {}
     full_metric = rows[rows.arm == "full-source"].groupby("dataset").metric.mean()
@@ -904,9 +916,18 @@ def pipeline_lines(rows: pd.DataFrame, infos: list[dict], args: argparse.Namespa
         lines.append(
             f"| {arm} ({seeds} seed{'s' if seeds > 1 else ''}) | {pre['wall_s']:.0f} | "
             f"{fine.finetune_wall_s:.0f} | {wall:.0f} | {wall / full_wall:.2f}× | {cpu:.0f} | "
-            f"{cpu / full_cpu:.2f}× | {np.mean(roc):+.1f} | {np.mean(rmse):+.1f} % |"
+            f"{cpu / full_cpu:.2f}× | {np.mean(roc):+.1f} | {np.mean(rmse):+.1f} % | "
+            f"{per_seed.load_1min.mean():.1f} |"
         )
-    return lines if len(totals) > 1 else []
+    if len(totals) < 2:
+        return []
+    return [
+        *lines,
+        "",
+        "Fine-tuning load: the mean 1-minute load during the arm's fine-tunes. Two runs share",
+        "the two cores, and at a higher load each run's CPU seconds grow too, so compare arms",
+        "fine-tuned at similar loads.",
+    ]
 
 
 # --- main -------------------------------------------------------------------------------------
