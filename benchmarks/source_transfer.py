@@ -164,6 +164,7 @@ ARMS: dict[str, Arm] = {
     "random-0.5": Arm("random", 0.5),
     "feature-mapping-0.5+molpeg-0.6": Arm("feature-mapping", 0.5, finetune_prune=0.6),
     "feature-mapping-0.5+molpeg-0.3": Arm("feature-mapping", 0.5, finetune_prune=0.3),
+    "feature-mapping-0.4": Arm("feature-mapping", 0.4),
     "feature-mapping-0.2": Arm("feature-mapping", 0.2),
     "random-0.2": Arm("random", 0.2),
     "toxcast-full-source": Arm("full", corpus="toxcast"),
