@@ -866,7 +866,8 @@ def pretraining_cost_lines(infos: list[dict], args: argparse.Namespace) -> list[
 
 
 def pipeline_lines(rows: pd.DataFrame, infos: list[dict], args: argparse.Namespace) -> list[str]:
-    """Source pruning + MolPeg fine-tuning against the full source and full fine-tuning."""
+    """Each MOSES pipeline's total cost (pretraining + six fine-tunes) and metric change
+    against the full source with full fine-tuning; only when a combined arm has run."""
     if not any(ARMS[a].finetune_prune for a in set(rows.arm)):
         return []
     by_name = {i["arm"]: i for i in infos if i["epochs"] == args.pretrain_epochs}
